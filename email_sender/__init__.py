@@ -1,0 +1,3 @@
+"""EMAIL_SENDER_1: a self-hosted email delivery service with semantic memory."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,58 @@
+"""The app factory: one FastAPI app per service, and the metrics app on its own port."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from email_sender import __version__, metrics
+from email_sender.api import errors
+from email_sender.api.middleware import ModeMiddleware, RequestContextMiddleware
+from email_sender.api.routes import events, health, maintenance, managers
+from email_sender.api.security import KeyRing
+from email_sender.service import Service
+
+ROUTERS = [health.router, managers.router, events.router, maintenance.router]
+
+
+def create_app(service: Service) -> FastAPI:
+    settings = service.settings
+    app = FastAPI(
+        title="EMAIL_SENDER_1",
+        version=__version__,
+        description="Self-hosted email delivery with semantic memory.",
+    )
+    app.state.service = service
+    app.state.keys = KeyRing(settings.security)
+    for router in ROUTERS:
+        app.include_router(router)
+    for extra in service.extra_routers:
+        app.include_router(extra)
+    errors.install(app)
+    # Starlette runs the last added middleware first: context wraps the mode guard.
+    app.add_middleware(ModeMiddleware, modes=service.modes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        security=settings.security,
+        max_body_bytes=settings.server.max_body_bytes,
+    )
+    return app
+
+
+def create_metrics_app(service: Service) -> Starlette:
+    """``metrics.path`` for Prometheus; ``/debug/*`` only when ``metrics.debug_endpoints``."""
+
+    async def scrape(request: Request) -> Response:
+        service.bus.stats()  # refreshes the backlog gauge
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [Route(service.settings.metrics.path, scrape)]
+    if service.settings.metrics.debug_endpoints:
+        from email_sender.api import debug
+
+        routes.extend(debug.routes(service))
+    return Starlette(routes=routes)

@@ -1,0 +1,111 @@
+"""Every error leaves the API as `{"error": {"code", "message", "details"}}`, no traceback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from email_sender import errors
+
+logger = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: list[tuple[type[errors.EmailSenderError], int]] = [
+    (errors.PayloadTooLarge, 413),
+    (errors.ValidationError, 422),
+    (errors.DimensionMismatch, 400),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.ModeError, 503),
+    (errors.DatabaseUnavailable, 503),
+    (errors.VectorStoreUnavailable, 503),
+    (errors.EmbedderUnavailable, 503),
+    (errors.StoreError, 503),
+    (errors.ConfigError, 400),
+]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def status_for(exc: errors.EmailSenderError) -> int:
+    for error_type, status in STATUS_BY_ERROR:
+        if isinstance(exc, error_type):
+            return status
+    return 500
+
+
+def describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
+    """Name every bad field: ``body.to.0: value is not a valid email address``."""
+    problems = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ())]
+        if location and location[0] == "body":
+            location = location[1:]
+        field = ".".join(location) or "body"
+        reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            field, reason = "body", f"malformed JSON: {error.get('ctx', {}).get('error', reason)}"
+        elif error.get("type") == "extra_forbidden":
+            reason = "unknown field"
+        problems.append({"field": field, "reason": reason})
+    message = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
+    return message, problems
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.EmailSenderError)
+    async def _ours(request: Request, exc: errors.EmailSenderError) -> JSONResponse:
+        status = status_for(exc)
+        if status >= 500:
+            logger.error("request_failed", extra={"error": str(exc), "code": exc.code})
+        return error_response(status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, problems = describe_validation(exc)
+        return error_response(422, "validation_error", message, {"problems": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}"
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("request_crashed")
+        return error_response(500, "internal_error", "internal error; see the error log")

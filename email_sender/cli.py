@@ -1,0 +1,251 @@
+"""The ``email-sender`` command: one thin function per command.
+
+Flags mirror config keys. One top-level handler prints the cause chain of our errors in one line
+each and exits non-zero: 1 for a failed check or a bad config, 2 when a port is taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+import yaml
+
+from email_sender import __version__
+from email_sender.errors import ConfigError, EmailSenderError, PortInUse
+from email_sender.log import setup_logging
+from email_sender.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="email-sender",
+    help="Self-hosted email delivery with semantic memory.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Check and show the configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="The SQL database.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config file.", envvar="EMAIL_SENDER_CONFIG"),
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder for the database, vectors and logs.")
+]
+
+
+def _settings(config: Path | None, data_dir: Path | None, **overrides: Any) -> Settings:
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return load_settings(config, data_dir=data_dir, overrides=given)
+
+
+def _setup_logging(settings: Settings, *, files: bool = True) -> None:
+    setup_logging(
+        level=settings.logging.level,
+        log_dir=settings.log_dir if files else None,
+        json_format=settings.logging.json_format,
+        max_bytes=settings.logging.max_bytes,
+        backup_count=settings.logging.backup_count,
+    )
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    host: Annotated[str | None, typer.Option(help="server.host")] = None,
+    port: Annotated[int | None, typer.Option(help="server.port (0: any free port)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="metrics.port")] = None,
+    role: Annotated[str | None, typer.Option(help="node.role: all, api, delivery, vectors")] = None,
+    log_level: Annotated[str | None, typer.Option(help="logging.level")] = None,
+) -> None:
+    """Run the service: API, delivery and indexing workers, all managers of the role."""
+    settings = _settings(
+        config,
+        data_dir,
+        **{
+            "server.host": host,
+            "server.port": port,
+            "metrics.port": metrics_port,
+            "node.role": role,
+            "logging.level": log_level,
+        },
+    )
+    _setup_logging(settings)
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    from email_sender.api.server import ApiServer
+    from email_sender.service import build_service
+
+    service = build_service(settings)
+    if service.role in ("all", "api"):
+        service.add(ApiServer(service, depends_on=tuple(service.registry.names)))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if not settings.security.api_keys:
+        logger.warning(
+            "no_api_keys",
+            extra={"detail": "no security.api_keys configured: serving on loopback only"},
+        )
+    await service.start()
+    api = service.get("api")
+    if api is not None:
+        ports = api.info()
+        print(
+            f"email-sender {__version__} serving http://{settings.server.host}:{ports['api']}"
+            + (f", metrics on :{ports['metrics']}" if "metrics" in ports else "")
+            + f", data in {settings.data_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+    await stop.wait()
+    logger.info("shutdown_requested")
+    await service.stop()
+
+
+@app.command()
+def health(
+    url: Annotated[str, typer.Option(help="Base URL of the service.")] = "http://127.0.0.1:8080",
+    detailed: Annotated[bool, typer.Option("--detailed", help="Probe every dependency.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 5.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the raw answers.")] = False,
+) -> None:
+    """Check a running service: one line per check, exit 0 only when healthy."""
+    base = url.rstrip("/")
+    checks: list[tuple[bool, str, str]] = []
+    answers: dict[str, Any] = {}
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            summary = client.get(f"{base}/health")
+            answers["health"] = body = summary.json()
+            checks.append(
+                (
+                    body.get("status") == "ok",
+                    "service",
+                    f"{body.get('status')} (mode {body.get('mode')}, "
+                    f"version {body.get('version')}, up {body.get('uptime_seconds', 0):.0f}s)",
+                )
+            )
+            for name, manager in body.get("managers", {}).items():
+                detail = manager["state"] + (
+                    f": {manager['last_error']}" if manager.get("last_error") else ""
+                )
+                checks.append((manager["state"] == "running", name, detail))
+            if detailed:
+                answers["ready"] = ready = client.get(f"{base}/health/ready").json()
+                for check in ready.get("checks", []):
+                    detail = check.get("detail") or ""
+                    if check.get("error"):
+                        detail += f" ({check['error']})"
+                    checks.append(
+                        (
+                            check["ok"],
+                            f"ready/{check['name']}",
+                            f"{detail} [{check['duration_ms']} ms]",
+                        )
+                    )
+                checks.append((body.get("mode") == "normal", "mode", str(body.get("mode"))))
+    except httpx.HTTPError as exc:
+        checks.append((False, "service", f"cannot reach {base}: {exc}"))
+    except ValueError:
+        checks.append((False, "service", f"{base}/health did not answer JSON"))
+    if json_output:
+        typer.echo(json.dumps(answers, indent=2))
+    for ok, name, detail in checks:
+        typer.echo(f"{'✅' if ok else '❌'} {name}: {detail}")
+    raise typer.Exit(0 if all(ok for ok, _, _ in checks) else 1)
+
+
+@config_app.command("validate")
+def config_validate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file to check.")],
+) -> None:
+    """Check a config file: one line per problem with its key path; exit 1 when any."""
+    try:
+        load_settings(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"❌ {problem}")
+        raise typer.Exit(1) from None
+    typer.echo(f"✅ OK: {config} is valid")
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Print the effective configuration (file + environment), secrets masked."""
+    settings = _settings(config, data_dir)
+    typer.echo(yaml.safe_dump(settings.masked(), sort_keys=False), nl=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Apply database migrations up to the newest."""
+    from email_sender.db.engine import Database, upgrade
+
+    settings = _settings(config, data_dir)
+
+    async def run() -> str | None:
+        database = Database(settings.database_url, migrate=False)
+        try:
+            return await upgrade(database.engine)
+        finally:
+            await database.stop()
+
+    revision = asyncio.run(run())
+    typer.echo(f"✅ database at revision {revision}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def _cause_chain(exc: BaseException) -> list[str]:
+    lines = []
+    current: BaseException | None = exc
+    while current is not None:
+        lines.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__
+    return lines
+
+
+def run(entry: Callable[..., Any] = app) -> None:
+    """Run the CLI; usage errors are the parser's (exit 2), ours get one line each."""
+    try:
+        entry()
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        sys.exit(1)
+    except EmailSenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for cause in _cause_chain(exc)[1:]:
+            print(f"  caused by {cause}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run()

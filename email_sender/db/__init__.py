@@ -1,0 +1,1 @@
+"""SQL storage: table definitions, the engine, migrations and repositories."""

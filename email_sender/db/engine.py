@@ -1,0 +1,174 @@
+"""The SQL engine as a manager, the one place where SQLAlchemy errors become ours.
+
+SQLite runs in WAL mode with a busy timeout; PostgreSQL runs through asyncpg. Migrations are
+applied at start (and by ``email-sender db upgrade``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from email_sender.errors import DatabaseUnavailable, StoreError
+from email_sender.managers import Health, State
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+@contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Turn SQLAlchemy and driver errors into StoreError / DatabaseUnavailable."""
+    try:
+        yield
+    except sa_exc.InterfaceError as exc:
+        raise DatabaseUnavailable(f"cannot reach the database at {_safe(url)}: {exc.orig}") from exc
+    except sa_exc.OperationalError as exc:
+        if "locked" in str(exc.orig):
+            raise StoreError(f"the database is busy: {exc.orig}") from exc
+        raise DatabaseUnavailable(f"cannot reach the database at {_safe(url)}: {exc.orig}") from exc
+    except (OSError, ConnectionError) as exc:
+        raise DatabaseUnavailable(f"cannot reach the database at {_safe(url)}: {exc}") from exc
+    except sa_exc.SQLAlchemyError as exc:
+        raise StoreError(f"database error: {exc}") from exc
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"timeout": 30}, pool_size=pool_size, max_overflow=0
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
+    """Apply migrations up to ``revision``; answer the revision now current."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    def run(connection: Any) -> str | None:
+        command.upgrade(_alembic_config(connection), revision)
+        return MigrationContext.configure(connection).get_current_revision()
+
+    with translate_errors(str(engine.url)):
+        async with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # One node migrates at a time; the others wait, then find nothing to do.
+                await connection.execute(text("SELECT pg_advisory_xact_lock(7146200101)"))
+            return await connection.run_sync(run)
+
+
+class Database:
+    """The ``database`` manager: owns the engine, migrates at start, answers health."""
+
+    name = "database"
+    depends_on: tuple[str, ...] = ()
+
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, migrate: bool = True
+    ) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.echo = echo
+        self.migrate = migrate
+        self._engine: AsyncEngine | None = None
+        self.revision: str | None = None
+        self.last_error: str | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = create_engine(self.url, pool_size=self.pool_size, echo=self.echo)
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def start(self) -> None:
+        if self.migrate:
+            self.revision = await upgrade(self.engine)
+        await self.ping()
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def ping(self) -> float:
+        """Run ``SELECT 1``; answer the round trip in milliseconds."""
+        started = time.perf_counter()
+        async with self.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return (time.perf_counter() - started) * 1000
+
+    async def health(self) -> Health:
+        try:
+            elapsed = await asyncio.wait_for(self.ping(), 5.0)
+        except (StoreError, TimeoutError) as exc:
+            self.last_error = str(exc) or "timed out"
+            return Health(State.FAILED, "unreachable", self.last_error)
+        return Health(State.RUNNING, f"{self.dialect} ping {elapsed:.1f} ms", self.last_error)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": self.dialect,
+            "url": _safe(self.url),
+            "revision": self.revision,
+            "pool_size": self.pool_size,
+        }
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection without a transaction block (autobegin); errors translated."""
+        with translate_errors(self.url):
+            async with self.engine.connect() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside one transaction, committed on success; errors translated."""
+        with translate_errors(self.url):
+            async with self.engine.begin() as connection:
+                yield connection

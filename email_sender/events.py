@@ -1,0 +1,352 @@
+"""The event bus: components publish what happened, others subscribe by type or to ``*``.
+
+Two backends share one interface. ``MemoryEventBus`` keeps a bounded buffer drained by a pool of
+workers; ``RedisEventBus`` appends to a Redis stream that every process reads (fan-out across
+processes). ``publish`` never blocks longer than ``publish_timeout``: past that the event is
+counted as dropped, never silently lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from email_sender import metrics
+from email_sender.errors import EventBusError
+from email_sender.managers import Health, State
+from email_sender.settings import EventBusSettings
+
+logger = logging.getLogger(__name__)
+
+ANY = "*"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    time: float = field(default_factory=time.time)
+    source: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Event:
+        return cls(**json.loads(text))
+
+
+Handler = Callable[[Event], Awaitable[None]]
+
+
+class EventBus:
+    """Subscriptions and counters shared by both backends; subclasses move the events."""
+
+    name = "event_bus"
+    depends_on: tuple[str, ...] = ()
+    backend = "base"
+
+    def __init__(self, settings: EventBusSettings) -> None:
+        self.settings = settings
+        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self.published: Counter[str] = Counter()
+        self.delivered = 0
+        self.dropped = 0
+        self.purged = 0
+        self.handler_errors = 0
+        self.last_error: str | None = None
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def health(self) -> Health:
+        raise NotImplementedError
+
+    def subscribe(self, event_type: str, handler: Handler) -> None:
+        """Call ``handler`` for every event of ``event_type``, or of any type with ``*``."""
+        self._handlers[event_type].append(handler)
+
+    def unsubscribe(self, event_type: str, handler: Handler) -> None:
+        if handler in self._handlers.get(event_type, []):
+            self._handlers[event_type].remove(handler)
+
+    async def publish(self, event_type: str, **data: Any) -> bool:
+        """Publish an event; answer False when it had to be dropped."""
+        return await self.publish_event(Event(event_type, data))
+
+    async def publish_event(self, event: Event) -> bool:
+        raise NotImplementedError
+
+    async def purge(self) -> int:
+        """Drop every pending event; answer how many."""
+        raise NotImplementedError
+
+    def backlog(self) -> int:
+        raise NotImplementedError
+
+    async def _dispatch(self, event: Event) -> None:
+        for handler in (*self._handlers.get(event.type, ()), *self._handlers.get(ANY, ())):
+            try:
+                await handler(event)
+            except Exception as exc:
+                self.handler_errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                metrics.events_handler_errors.labels(event.type).inc()
+                logger.exception("event_handler_failed", extra={"event_type": event.type})
+                continue
+            self.delivered += 1
+            metrics.events_delivered.labels(event.type).inc()
+
+    def _count_published(self, event: Event) -> None:
+        self.published[event.type] += 1
+        metrics.events_published.labels(event.type).inc()
+
+    def _count_dropped(self, reason: str, count: int = 1) -> None:
+        if reason == "purged":
+            self.purged += count
+        else:
+            self.dropped += count
+        metrics.events_dropped.labels(reason).inc(count)
+
+    def stats(self) -> dict[str, Any]:
+        backlog = self.backlog()
+        metrics.events_backlog.set(backlog)
+        return {
+            "backend": self.backend,
+            "backlog": backlog,
+            "buffer_size": self.settings.buffer_size,
+            "workers": self.settings.workers,
+            "published": sum(self.published.values()),
+            "published_by_type": dict(self.published),
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+            "purged": self.purged,
+            "handler_errors": self.handler_errors,
+            "subscriptions": {key: len(value) for key, value in self._handlers.items() if value},
+        }
+
+    def info(self) -> dict[str, Any]:
+        return self.stats()
+
+
+class MemoryEventBus(EventBus):
+    """In-process bus: a bounded queue and ``workers`` tasks calling the handlers."""
+
+    backend = "memory"
+
+    def __init__(self, settings: EventBusSettings) -> None:
+        super().__init__(settings)
+        self._queue: asyncio.Queue[Event] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue(self.settings.buffer_size)
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"event-worker-{n}")
+            for n in range(self.settings.workers)
+        ]
+
+    async def stop(self) -> None:
+        """Deliver what is queued (bounded wait), then stop the workers."""
+        if self._queue is not None and self._workers:
+            try:
+                await asyncio.wait_for(self._queue.join(), timeout=5.0)
+            except TimeoutError:
+                logger.warning("event_bus_stop_with_backlog", extra={"backlog": self.backlog()})
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+
+    async def health(self) -> Health:
+        if self._queue is None:
+            return Health(State.STOPPED)
+        alive = sum(not task.done() for task in self._workers)
+        if alive < self.settings.workers:
+            return Health(State.DEGRADED, f"{alive}/{self.settings.workers} workers alive")
+        return Health(State.RUNNING, f"backlog {self.backlog()}", self.last_error)
+
+    async def publish_event(self, event: Event) -> bool:
+        if self._queue is None:
+            raise EventBusError("the event bus is not started")
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            try:
+                await asyncio.wait_for(self._queue.put(event), self.settings.publish_timeout)
+            except TimeoutError:
+                self._count_dropped("buffer_full")
+                logger.warning("event_dropped", extra={"event_type": event.type})
+                return False
+        self._count_published(event)
+        return True
+
+    async def purge(self) -> int:
+        if self._queue is None:
+            return 0
+        count = 0
+        while True:
+            try:
+                self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self._queue.task_done()
+            count += 1
+        self._count_dropped("purged", count)
+        logger.info("events_purged", extra={"count": count})
+        return count
+
+    def backlog(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            event = await self._queue.get()
+            try:
+                await self._dispatch(event)
+            finally:
+                self._queue.task_done()
+
+
+class RedisEventBus(EventBus):
+    """Redis Streams: every process appends to one stream and reads all of it (fan-out).
+
+    The stream is capped near ``buffer_size`` entries. The backlog is what this process has not
+    read yet; purge moves every reader past the current end, and answers how many were skipped.
+    """
+
+    backend = "redis"
+
+    def __init__(self, settings: EventBusSettings) -> None:
+        super().__init__(settings)
+        self._redis: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._last_id = "$"
+        self._pending: asyncio.Queue[Event] = asyncio.Queue(settings.buffer_size)
+        self._workers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        import redis.asyncio as redis
+        from redis.exceptions import RedisError
+
+        self._redis = redis.from_url(self.settings.redis_url, socket_timeout=5)
+        try:
+            await self._redis.ping()
+            last = await self._redis.xrevrange(self.settings.stream, count=1)
+        except (RedisError, OSError) as exc:
+            await self._redis.aclose()
+            raise EventBusError(f"cannot reach Redis at {self.settings.redis_url}: {exc}") from exc
+        self._last_id = last[0][0].decode() if last else "0-0"
+        self._reader = asyncio.create_task(self._read(), name="event-reader")
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"event-worker-{n}")
+            for n in range(self.settings.workers)
+        ]
+
+    async def stop(self) -> None:
+        tasks = [task for task in (self._reader, *self._workers) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._reader, self._workers = None, []
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def health(self) -> Health:
+        from redis.exceptions import RedisError
+
+        if self._redis is None:
+            return Health(State.STOPPED)
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            return Health(State.DEGRADED, "Redis unreachable", str(exc))
+        if self._reader is None or self._reader.done():
+            return Health(State.DEGRADED, "stream reader stopped", self.last_error)
+        return Health(State.RUNNING, f"backlog {self.backlog()}", self.last_error)
+
+    async def publish_event(self, event: Event) -> bool:
+        from redis.exceptions import RedisError
+
+        if self._redis is None:
+            raise EventBusError("the event bus is not started")
+        try:
+            await asyncio.wait_for(
+                self._redis.xadd(
+                    self.settings.stream,
+                    {"event": event.to_json()},
+                    maxlen=self.settings.buffer_size,
+                    approximate=True,
+                ),
+                self.settings.publish_timeout,
+            )
+        except (TimeoutError, RedisError, OSError) as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._count_dropped("redis_unavailable")
+            logger.warning("event_dropped", extra={"event_type": event.type, "error": str(exc)})
+            return False
+        self._count_published(event)
+        return True
+
+    async def _read(self) -> None:
+        from redis.exceptions import RedisError
+
+        while True:
+            try:
+                answer = await self._redis.xread(
+                    {self.settings.stream: self._last_id}, count=500, block=1000
+                )
+            except (RedisError, OSError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(1.0)
+                continue
+            for _stream, entries in answer or ():
+                for entry_id, fields in entries:
+                    self._last_id = entry_id.decode()
+                    await self._pending.put(Event.from_json(fields[b"event"]))
+
+    async def _work(self) -> None:
+        while True:
+            event = await self._pending.get()
+            try:
+                await self._dispatch(event)
+            finally:
+                self._pending.task_done()
+
+    async def purge(self) -> int:
+        count = 0
+        while not self._pending.empty():
+            self._pending.get_nowait()
+            self._pending.task_done()
+            count += 1
+        if self._redis is not None:
+            unread = await self._redis.xrange(self.settings.stream, min=f"({self._last_id}")
+            count += len(unread)
+            await self._redis.xtrim(self.settings.stream, maxlen=0)
+            if unread:
+                self._last_id = unread[-1][0].decode()
+        self._count_dropped("purged", count)
+        logger.info("events_purged", extra={"count": count})
+        return count
+
+    def backlog(self) -> int:
+        return self._pending.qsize()
+
+
+def build_event_bus(settings: EventBusSettings) -> EventBus:
+    if settings.backend == "redis":
+        return RedisEventBus(settings)
+    return MemoryEventBus(settings)

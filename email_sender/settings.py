@@ -1,0 +1,436 @@
+"""The configuration tree: a YAML file, overridden by ``EMAIL_SENDER__SECTION__KEY`` variables.
+
+Settings are built by :func:`load_settings`, never at import time. Secrets are ``SecretStr`` so
+no repr, log line or ``config show`` leaks them. Every section forbids unknown keys, so a typo is
+an error naming its path instead of a silently ignored value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from email_sender.errors import ConfigError
+
+ENV_PREFIX = "EMAIL_SENDER__"
+DEFAULT_DATA_DIR = Path("data")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept 30, 1.5, "30s", "5m", "1h", "7d", "250ms" and return seconds as a float."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("must be a duration such as 30, '30s', '5m', '1h' or '7d'")
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_parse_duration), AfterValidator(_positive)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    shutdown_timeout: Seconds = 15.0
+
+
+class MetricsSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8081, ge=0, le=65535)
+    path: str = "/metrics"
+    debug_endpoints: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+
+class DatabaseSettings(Section):
+    url: str | None = None
+    pool_size: int = Field(10, ge=1, le=1000)
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value.split(":///", 1)[1]
+        if not (
+            value.startswith("postgresql+asyncpg://") or value.startswith("sqlite+aiosqlite://")
+        ):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return (self.url or "").startswith("sqlite")
+
+
+class RelaySettings(Section):
+    url: str = Field(description="smtp://host:port (STARTTLS when offered) or smtps://host:port")
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: Literal["auto", "starttls", "tls", "none"] = "auto"
+    max_connections: int = Field(4, ge=1, le=256)
+    rate_per_second: float = Field(0.0, ge=0.0, description="0 means unlimited")
+    timeout: Seconds = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _smtp_url(cls, value: str) -> str:
+        if not re.match(r"^smtps?://[^/:\s]+(:\d{1,5})?/?$", value):
+            raise ValueError("must look like smtp://host:port or smtps://host:port")
+        return value
+
+
+class CaptureSinkSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(1025, ge=0, le=65535)
+    max_messages: int = Field(10_000, ge=1)
+
+
+class SmtpSettings(Section):
+    relays: list[RelaySettings] = Field(default_factory=list)
+    capture_sink: CaptureSinkSettings = Field(default_factory=CaptureSinkSettings)
+    helo_name: str | None = None
+
+
+class BackoffSettings(Section):
+    base: Seconds = 30.0
+    factor: float = Field(2.0, ge=1.0)
+    max: Seconds = 3600.0
+    jitter: float = Field(0.2, ge=0.0, le=1.0)
+
+
+class DeliverySettings(Section):
+    workers: int = Field(4, ge=1, le=256)
+    batch_size: int = Field(50, ge=1, le=10_000)
+    lease_seconds: Seconds = 60.0
+    max_attempts: int = Field(8, ge=1, le=100)
+    poll_interval: Seconds = 0.5
+    backoff: BackoffSettings = Field(default_factory=BackoffSettings)
+
+
+class MailSettings(Section):
+    """Limits on what the API accepts."""
+
+    max_recipients: int = Field(50, ge=1, le=10_000)
+    max_subject_chars: int = Field(998, ge=1)
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1)
+    max_attachment_bytes: int = Field(10 * 1024 * 1024, ge=0)
+    max_attachments: int = Field(10, ge=0)
+    max_metadata_bytes: int = Field(8 * 1024, ge=0)
+    max_tags: int = Field(20, ge=0)
+    allowed_headers: list[str] = Field(
+        default_factory=lambda: [
+            "X-Campaign",
+            "X-Entity-Ref-ID",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "X-Priority",
+            "In-Reply-To",
+            "References",
+        ]
+    )
+    batch_max: int = Field(500, ge=1, le=10_000)
+    idempotency_retention: Seconds = 7 * 86400.0
+    default_from: str | None = None
+
+
+class QdrantSettings(Section):
+    url: str | None = None
+    api_key: SecretStr | None = None
+    path: Path | None = None
+    prefer_grpc: bool = False
+    timeout: Seconds = 10.0
+
+
+class CollectionSettings(Section):
+    emails: str = "emails"
+    tasks: str = "task_vectors"
+
+
+class EmbedderSettings(Section):
+    provider: Literal["auto", "local", "openai", "hashing"] = "auto"
+    model: str = "all-MiniLM-L6-v2"
+    dimension: int | None = Field(None, ge=1, le=65536)
+    url: str | None = None
+    api_key: SecretStr | None = None
+    batch_size: int = Field(64, ge=1, le=4096)
+    timeout: Seconds = 30.0
+
+
+class VectorCacheSettings(Section):
+    max_size: int = Field(1000, ge=0)
+    ttl: Seconds = 3600.0
+
+
+class ConnectionPoolSettings(Section):
+    max_connections: int = Field(10, ge=1, le=1024)
+    idle_timeout: Seconds = 300.0
+
+
+class EventBusSettings(Section):
+    backend: Literal["memory", "redis"] = "memory"
+    buffer_size: int = Field(10_000, ge=1)
+    workers: int = Field(2, ge=1, le=256)
+    publish_timeout: Seconds = 0.1
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    stream: str = "email_sender:events"
+
+
+Scope = Literal["send", "read", "admin"]
+
+
+class ApiKeySettings(Section):
+    """One API key. Give `key` (hashed at load, never kept) or its `key_sha256`."""
+
+    name: str
+    key: SecretStr | None = None
+    key_sha256: str | None = None
+    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["send", "read"]))
+
+    @model_validator(mode="after")
+    def _hash_key(self) -> ApiKeySettings:
+        if self.key is None and self.key_sha256 is None:
+            raise ValueError("give either key or key_sha256")
+        if self.key is not None:
+            digest = hashlib.sha256(self.key.get_secret_value().encode()).hexdigest()
+            object.__setattr__(self, "key_sha256", digest)
+            object.__setattr__(self, "key", None)
+        elif not re.fullmatch(r"[0-9a-f]{64}", self.key_sha256 or ""):
+            raise ValueError("key_sha256 must be 64 lowercase hex digits")
+        return self
+
+
+class RateLimitSettings(Section):
+    enabled: bool = False
+    requests_per_second: float = Field(100.0, gt=0)
+    burst: int = Field(200, ge=1)
+
+
+class SecuritySettings(Section):
+    api_keys: list[ApiKeySettings] = Field(default_factory=list)
+    blocked_ips: list[str] = Field(default_factory=list)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+
+    @field_validator("blocked_ips")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not an IP address or network") from exc
+        return values
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    dir: Path | None = None
+    json_format: bool = Field(True, alias="json")
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    backup_count: int = Field(5, ge=0)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class BackupSettings(Section):
+    dir: Path | None = None
+
+
+class NodeSettings(Section):
+    heartbeat_interval: Seconds = 5.0
+    stale_after: Seconds = 30.0
+    role: Literal["all", "api", "delivery", "vectors"] = "all"
+
+
+class Settings(BaseSettings):
+    """The whole configuration; see ``config/example.yaml`` for every key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    collections: CollectionSettings = Field(default_factory=CollectionSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    vector_cache: VectorCacheSettings = Field(default_factory=VectorCacheSettings)
+    connection_pool: ConnectionPoolSettings = Field(default_factory=ConnectionPoolSettings)
+    event_bus: EventBusSettings = Field(default_factory=EventBusSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
+    node: NodeSettings = Field(default_factory=NodeSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'email-sender.db'}"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.qdrant.path or self.data_dir / "qdrant"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.logging.dir or self.data_dir / "logs"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.backup.dir or self.data_dir / "backups"
+
+    @property
+    def uses_capture_sink(self) -> bool:
+        return not self.smtp.relays and self.smtp.capture_sink.enabled
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config as plain data, secrets shown as ``**********``."""
+        data = self.model_dump(mode="json", by_alias=True)
+        data["database"]["url"] = _mask_url(self.database_url)
+        return data
+
+
+def _mask_url(url: str) -> str:
+    return re.sub(r"://([^:/@]+):([^@]+)@", r"://\1:**********@", url)
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required",
+}
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(root)"
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind in _MESSAGES:
+        reason = _MESSAGES[kind]
+    elif kind == "greater_than_equal":
+        reason = f"must be >= {ctx['ge']}"
+    elif kind == "greater_than":
+        reason = f"must be > {ctx['gt']}"
+    elif kind == "less_than_equal":
+        reason = f"must be <= {ctx['le']}"
+    elif kind == "literal_error":
+        reason = f"must be one of {ctx['expected']}"
+    else:
+        reason = str(error["msg"]).removeprefix("Value error, ")
+    return f"{location}: {reason}"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML config file into a mapping, or raise ConfigError naming the problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def load_settings(
+    config_path: Path | None = None,
+    *,
+    data_dir: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from a YAML file, the environment and explicit overrides.
+
+    Precedence, highest first: ``overrides`` (command-line flags), environment, file, defaults.
+    """
+    values = read_config_file(config_path) if config_path else {}
+    try:
+        settings = Settings(**values)
+        if data_dir is not None:
+            settings.data_dir = data_dir
+        for dotted, value in (overrides or {}).items():
+            _assign(settings, dotted, value)
+    except PydanticValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()]) from exc
+    return settings
+
+
+def _assign(settings: Settings, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    target: Any = settings
+    for part in parents:
+        target = getattr(target, part)
+    setattr(target, leaf, value)
