@@ -82,7 +82,8 @@ class MetricsSettings(Section):
 
 
 class DatabaseSettings(Section):
-    url: str | None = None
+    # May carry a password: kept out of repr; config show masks it.
+    url: str | None = Field(None, repr=False)
     pool_size: int = Field(10, ge=1, le=1000)
     echo: bool = False
 

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from cachetools import TTLCache
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from email_sender import metrics
@@ -53,8 +54,11 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive``; FastAPI passes an HTTPException through its body parsing."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"body is over the limit of {limit} bytes")
 
 
 class RequestContextMiddleware:
@@ -169,7 +173,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_body_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

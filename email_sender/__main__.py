@@ -1,0 +1,3 @@
+from email_sender.cli import main
+
+main()

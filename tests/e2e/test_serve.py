@@ -1,0 +1,99 @@
+"""The CLI as an operator drives it: serve in a subprocess, health, config, signals."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+CLI = [sys.executable, "-m", "email_sender"]
+
+
+def run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def wait_until_up(url: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError("the service did not come up in 60 s")
+
+
+def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = {**os.environ, "EMAIL_SENDER__EMBEDDER__PROVIDER": "hashing"}
+    process = subprocess.Popen(
+        [*CLI, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+         "--metrics-port", str(metrics_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)
+        healthy = run("health", "--url", url, "--detailed")
+        assert healthy.returncode == 0, healthy.stdout
+        assert "✅ service: ok" in healthy.stdout
+        assert "✅ ready/database" in healthy.stdout
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert "email_sender_manager_state" in metrics
+
+        taken = run("serve", "--data-dir", str(tmp_path / "other"), "--port", str(port),
+                    "--metrics-port", str(free_port()), env=env)
+        assert taken.returncode == 2
+        assert f"port {port} on 127.0.0.1 is already in use" in taken.stderr
+        assert "Traceback" not in taken.stderr
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    logs = tmp_path / "data" / "logs"
+    assert (logs / "email-sender.log").exists()
+    assert '"event": "node_stopped"' in (logs / "email-sender.log").read_text()
+    down = run("health", "--url", url)
+    assert down.returncode == 1
+    assert "❌ service: cannot reach" in down.stdout
+
+
+def test_config_validate_names_each_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("event_bus:\n  workers: 0\nservr: {}\n")
+    result = run("config", "validate", "--config", str(bad))
+    assert result.returncode == 1
+    assert "event_bus.workers: must be >= 1" in result.stdout
+    assert "servr: unknown key" in result.stdout
+    good = Path(__file__).parents[2] / "config" / "example.yaml"
+    result = run("config", "validate", "--config", str(good))
+    assert result.returncode == 0
+    assert "OK" in result.stdout
+
+
+def test_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None:
+    result = run("serve", "--data-dir", str(tmp_path), "--host", "0.0.0.0", "--port", "0",
+                 "--metrics-port", "0")
+    assert result.returncode == 1
+    assert "no security.api_keys are configured" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_and_config_show(tmp_path: Path) -> None:
+    result = run("db", "upgrade", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "database at revision" in result.stdout
+    shown = run("config", "show", "--data-dir", str(tmp_path),
+                env={**os.environ, "EMAIL_SENDER__QDRANT__API_KEY": "top-secret"})
+    assert "top-secret" not in shown.stdout
+    assert "api_key: '**********'" in shown.stdout
