@@ -7,7 +7,8 @@ nothing above an adapter catches a library's exception.
     ├── ConfigError                      bad config file, key or value
     ├── ModeError                        the service mode forbids this operation
     ├── StoreError                       the SQL database failed
-    │   └── DatabaseUnavailable          cannot connect to it
+    │   ├── DatabaseUnavailable          cannot connect to it
+    │   └── DuplicateKey                 a unique key is already taken
     ├── ValidationError                  a request or argument is invalid (field + reason)
     │   └── PayloadTooLarge              over a configured size limit
     ├── NotFound                         no such resource
@@ -70,6 +71,12 @@ class DatabaseUnavailable(StoreError):
     """The SQL database cannot be reached."""
 
     code = "database_unavailable"
+
+
+class DuplicateKey(StoreError):
+    """A unique key is already taken."""
+
+    code = "duplicate_key"
 
 
 class ValidationError(EmailSenderError):

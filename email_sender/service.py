@@ -49,8 +49,12 @@ class Service:
         self.registry.add(self.bus)
         self._heartbeat: asyncio.Task[None] | None = None
         self.running = False
-        # Routers that features add to the API app (outbox, search, ...).
+        # Routers that features add to the API app.
         self.extra_routers: list[Any] = []
+        # Set by build_service for the roles that use them.
+        self.outbox: Any = None
+        self.suppressions: Any = None
+        self.intake: Any = None
 
     def add(self, manager: Manager) -> None:
         self.registry.add(manager)
@@ -202,4 +206,54 @@ class Service:
 
 def build_service(settings: Settings, *, role: str | None = None) -> Service:
     """A node with every manager its role runs, wired to the shared parts."""
-    return Service(settings, role=role)
+    from email_sender.mail.intake import Intake
+    from email_sender.mail.outbox import Outbox
+    from email_sender.mail.suppression import SuppressionList
+
+    service = Service(settings, role=role)
+    service.outbox = Outbox(service.db, idempotency_retention=settings.mail.idempotency_retention)
+    service.suppressions = SuppressionList(service.db)
+    service.intake = Intake(service.outbox, service.bus, settings.mail)
+    if service.role in ("all", "delivery"):
+        _add_delivery(service)
+    return service
+
+
+def _add_delivery(service: Service) -> None:
+    from email_sender.mail.ratelimit import SharedTokenBucket
+    from email_sender.mail.sink import CaptureSink
+    from email_sender.mail.transport import SmtpTransport
+    from email_sender.mail.worker import DeliveryManager
+    from email_sender.settings import RelaySettings
+
+    settings = service.settings
+    depends_on: tuple[str, ...] = ("database", "event_bus")
+    sink: CaptureSink | None = None
+    if settings.uses_capture_sink:
+        sink = CaptureSink(settings.smtp.capture_sink)
+        service.add(sink)
+        depends_on = (*depends_on, sink.name)
+
+    def transport() -> SmtpTransport:
+        relays = settings.smtp.relays
+        if sink is not None:
+            relays = [RelaySettings(url=f"smtp://{sink.host}:{sink.port}", tls="none",
+                                    max_connections=8)]
+        smtp = SmtpTransport(relays, helo_name=settings.smtp.helo_name)
+        # Relay limits must hold across every node, so they are kept in the database.
+        rates = dict(zip(smtp.relays, (relay.rate_per_second for relay in relays), strict=True))
+        smtp.rate_limiter = SharedTokenBucket(service.db, rates)
+        return smtp
+
+    delivery = DeliveryManager(
+        settings.delivery,
+        outbox=service.outbox,
+        suppressions=service.suppressions,
+        bus=service.bus,
+        modes=service.modes,
+        transport_factory=transport,
+        depends_on=depends_on,
+        node_id=service.node_id,
+    )
+    service.add(delivery)
+    service.intake.listeners.append(delivery.wake)

@@ -12,11 +12,27 @@ from starlette.routing import Route
 from email_sender import __version__, metrics
 from email_sender.api import errors
 from email_sender.api.middleware import ModeMiddleware, RequestContextMiddleware
-from email_sender.api.routes import events, health, maintenance, managers
+from email_sender.api.routes import (
+    emails,
+    events,
+    health,
+    maintenance,
+    managers,
+    sink,
+    suppressions,
+)
 from email_sender.api.security import KeyRing
 from email_sender.service import Service
 
-ROUTERS = [health.router, managers.router, events.router, maintenance.router]
+ROUTERS = [
+    health.router,
+    managers.router,
+    events.router,
+    maintenance.router,
+    emails.router,
+    suppressions.router,
+    sink.router,
+]
 
 
 def create_app(service: Service) -> FastAPI:

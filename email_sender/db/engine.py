@@ -18,7 +18,7 @@ from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from email_sender.errors import DatabaseUnavailable, StoreError
+from email_sender.errors import DatabaseUnavailable, DuplicateKey, StoreError
 from email_sender.managers import Health, State
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ def translate_errors(url: str) -> Iterator[None]:
         raise DatabaseUnavailable(f"cannot reach the database at {_safe(url)}: {exc.orig}") from exc
     except (OSError, ConnectionError) as exc:
         raise DatabaseUnavailable(f"cannot reach the database at {_safe(url)}: {exc}") from exc
+    except sa_exc.IntegrityError as exc:
+        raise DuplicateKey(f"a unique key is already taken: {exc.orig}") from exc
     except sa_exc.SQLAlchemyError as exc:
         raise StoreError(f"database error: {exc}") from exc
 

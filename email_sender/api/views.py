@@ -1,0 +1,75 @@
+"""How stored rows are shown by the API: ISO-8601 times, public field names."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+def epoch(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def email_summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "message_id": row["message_id"],
+        "status": row["status"],
+        "from": row["from_addr"],
+        "to": row["to_addrs"],
+        "cc": row["cc_addrs"],
+        "subject": row["subject"],
+        "tags": row["tags"],
+        "attempt_count": row["attempts"],
+        "next_attempt_at": iso(row["next_attempt_at"]),
+        "last_error": row["last_error"],
+        "vector_state": row["vector_state"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "sent_at": iso(row["sent_at"]),
+    }
+
+
+def email_detail(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **email_summary(row),
+        "bcc": row["bcc_addrs"],
+        "reply_to": row["reply_to"],
+        "text": row["text_body"],
+        "html": row["html_body"],
+        "headers": row["headers"],
+        "metadata": row["metadata"],
+        "attachments": [
+            {
+                "filename": item["filename"],
+                "content_type": item["content_type"],
+                "size": len(base64.b64decode(item["content_base64"])),
+            }
+            for item in row["attachments"]
+        ],
+        "held_reason": row["held_reason"],
+        "attempts": [
+            {
+                "n": attempt["n"],
+                "relay": attempt["relay"],
+                "smtp_code": attempt["smtp_code"],
+                "response": attempt["response"],
+                "outcome": attempt["outcome"],
+                "worker": attempt["worker"],
+                "started_at": iso(attempt["started_at"]),
+                "duration_ms": round(attempt["duration_ms"], 2),
+            }
+            for attempt in row["attempts_log"]
+        ],
+    }

@@ -1,0 +1,118 @@
+"""Accepting email: validate, commit to the outbox, then tell the workers.
+
+A single email is committed in its own transaction before its id is returned. A batch validates
+every item on its own; the valid ones are committed together and the answer says, per item,
+what became of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from email_sender import metrics
+from email_sender.errors import EmailSenderError, PayloadTooLarge, ValidationError
+from email_sender.events import EventBus
+from email_sender.mail.message import EmailIn, PreparedEmail, prepare_email
+from email_sender.mail.outbox import Accepted, Outbox
+from email_sender.mail.templates import TemplateRenderer
+from email_sender.settings import MailSettings
+
+logger = logging.getLogger(__name__)
+
+
+class Intake:
+    def __init__(self, outbox: Outbox, bus: EventBus, limits: MailSettings) -> None:
+        self.outbox = outbox
+        self.bus = bus
+        self.limits = limits
+        self.renderer = TemplateRenderer()
+        # Called after every commit: wakes the delivery and indexing workers of this node.
+        self.listeners: list[Callable[[], None]] = []
+
+    def prepare(self, data: EmailIn, idempotency_key: str | None = None) -> PreparedEmail:
+        if idempotency_key is not None:
+            if data.idempotency_key is not None and data.idempotency_key != idempotency_key:
+                raise ValidationError(
+                    "idempotency_key", "differs from the Idempotency-Key header; send one"
+                )
+            data = data.model_copy(update={"idempotency_key": idempotency_key})
+        try:
+            return prepare_email(data, self.limits, renderer=self.renderer)
+        except ValidationError as exc:
+            metrics.emails_rejected.labels(exc.code).inc()
+            raise
+
+    async def accept(self, data: EmailIn, *, idempotency_key: str | None = None) -> Accepted:
+        email = self.prepare(data, idempotency_key)
+        accepted = await self.outbox.accept(email)
+        if accepted.created:
+            await self._announce([accepted])
+        return accepted
+
+    async def accept_batch(self, items: list[Any]) -> list[dict[str, Any]]:
+        """Validate each item; commit the valid ones; answer a result per item, in order."""
+        if len(items) > self.limits.batch_max:
+            raise PayloadTooLarge(
+                "emails", f"{len(items)} emails is over the batch limit of {self.limits.batch_max}"
+            )
+        results: list[dict[str, Any]] = [{} for _ in items]
+        plain: list[tuple[int, PreparedEmail]] = []
+        keyed: list[tuple[int, PreparedEmail]] = []
+        for index, item in enumerate(items):
+            try:
+                email = self.prepare(EmailIn.model_validate(item))
+            except PydanticValidationError as exc:
+                results[index] = _rejection(index, _pydantic_problem(exc))
+                continue
+            except ValidationError as exc:
+                results[index] = _rejection(index, exc)
+                continue
+            (keyed if email.idempotency_key else plain).append((index, email))
+        created: list[Accepted] = []
+        for (index, _email), accepted in zip(
+            plain, await self.outbox.accept_many([email for _, email in plain]), strict=True
+        ):
+            results[index] = _accepted(index, accepted)
+            created.append(accepted)
+        for index, email in keyed:
+            try:
+                accepted = await self.outbox.accept(email)
+            except EmailSenderError as exc:
+                results[index] = _rejection(index, exc)
+                continue
+            results[index] = _accepted(index, accepted)
+            if accepted.created:
+                created.append(accepted)
+        await self._announce(created)
+        return results
+
+    async def _announce(self, accepted: list[Accepted]) -> None:
+        if not accepted:
+            return
+        metrics.emails_accepted.inc(len(accepted))
+        for listener in self.listeners:
+            listener()
+        for item in accepted:
+            await self.bus.publish("email.accepted", id=item.id, message_id=item.message_id,
+                                   status=item.status)
+
+
+def _accepted(index: int, accepted: Accepted) -> dict[str, Any]:
+    return {"index": index, "id": accepted.id, "message_id": accepted.message_id,
+            "status": accepted.status, "created": accepted.created}
+
+
+def _rejection(index: int, exc: EmailSenderError) -> dict[str, Any]:
+    return {"index": index, "error": {"code": exc.code, "message": exc.message,
+                                      "details": exc.details}}
+
+
+def _pydantic_problem(exc: PydanticValidationError) -> ValidationError:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "email"
+    reason = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+    return ValidationError(field, str(reason).removeprefix("Value error, "))

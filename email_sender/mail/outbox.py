@@ -1,0 +1,409 @@
+"""The durable outbox: emails and their attempts in SQL, the source of truth.
+
+Accepting commits the row before anyone is told its id. Workers claim due emails with a lease
+(``lease_owner``, ``lease_until``): on PostgreSQL with ``FOR UPDATE SKIP LOCKED``, on SQLite with
+one atomic ``UPDATE … RETURNING`` (SQLite has a single writer). An expired lease — a crashed
+worker — makes the email claimable again. Every outcome is recorded only while the lease is
+still ours, so two workers never both record one email.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from email_sender.db.engine import Database
+from email_sender.db.schema import attempts, emails
+from email_sender.errors import Conflict, DuplicateKey, NotFound, ValidationError
+from email_sender.mail.message import PreparedEmail
+
+
+class Status(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUPPRESSED = "suppressed"
+    HELD = "held"
+
+
+DUE = (Status.QUEUED.value, Status.DEFERRED.value)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    id: str
+    message_id: str
+    status: str
+    created: bool  # False: an earlier request with the same idempotency key answered
+
+
+def content_checksum(email: PreparedEmail) -> str:
+    """SHA-256 of what is sent (addresses, subject, bodies, attachments), for integrity checks."""
+    row = email.to_row()
+    for volatile in ("request_fingerprint", "idempotency_key", "dedupe", "send_at"):
+        row.pop(volatile)
+    return hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
+
+
+def _columns(email: PreparedEmail) -> dict[str, Any]:
+    row = email.to_row()
+    return {
+        "message_id": email.message_id,
+        "idempotency_key": email.idempotency_key,
+        "request_fingerprint": email.request_fingerprint,
+        "from_addr": email.from_addr,
+        "to_addrs": row["to"],
+        "cc_addrs": row["cc"],
+        "bcc_addrs": row["bcc"],
+        "reply_to": email.reply_to,
+        "subject": email.subject,
+        "text_body": email.text,
+        "html_body": email.html,
+        "headers": row["headers"],
+        "attachments": row["attachments"],
+        "tags": row["tags"],
+        "metadata": row["metadata"],
+        "checksum": content_checksum(email),
+    }
+
+
+def _new_row(email: PreparedEmail, status: Status, now: float,
+             held_reason: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        **_columns(email),
+        "id": str(uuid.uuid4()),
+        "status": status.value,
+        "attempts": 0,
+        "next_attempt_at": email.send_at.timestamp() if email.send_at else now,
+        "held_reason": held_reason,
+        "vector_state": "pending",
+        "vector_attempts": 0,
+        "vector_next_at": 0.0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def prepared_from_row(row: Any) -> PreparedEmail:
+    """Rebuild the email to send from its stored row."""
+    return PreparedEmail.from_row(
+        {
+            "message_id": row.message_id,
+            "from_addr": row.from_addr,
+            "to": row.to_addrs,
+            "cc": row.cc_addrs,
+            "bcc": row.bcc_addrs,
+            "reply_to": row.reply_to,
+            "subject": row.subject,
+            "text": row.text_body,
+            "html": row.html_body,
+            "headers": row.headers,
+            "attachments": row.attachments,
+            "tags": row.tags,
+            "metadata": row.metadata,
+            "send_at": None,
+            "request_fingerprint": row.request_fingerprint,
+            "idempotency_key": row.idempotency_key,
+            "dedupe": None,
+        }
+    )
+
+
+_SUMMARY = [
+    emails.c.id, emails.c.message_id, emails.c.status, emails.c.from_addr, emails.c.to_addrs,
+    emails.c.cc_addrs, emails.c.subject, emails.c.tags, emails.c.attempts,
+    emails.c.next_attempt_at, emails.c.created_at, emails.c.updated_at, emails.c.sent_at,
+    emails.c.last_error, emails.c.vector_state,
+]
+
+
+class Outbox:
+    def __init__(self, db: Database, *, idempotency_retention: float) -> None:
+        self.db = db
+        self.idempotency_retention = idempotency_retention
+
+    # Accept
+
+    async def accept(self, email: PreparedEmail, *, status: Status = Status.QUEUED,
+                     held_reason: dict[str, Any] | None = None) -> Accepted:
+        """Commit the email; with an idempotency key already used, answer the first email."""
+        now = time.time()
+        values = _new_row(email, status, now, held_reason)
+        if email.idempotency_key is None:
+            async with self.db.transaction() as connection:
+                await connection.execute(insert(emails).values(**values))
+            return Accepted(values["id"], email.message_id, status.value, created=True)
+        for _ in range(3):
+            try:
+                async with self.db.transaction() as connection:
+                    await connection.execute(insert(emails).values(**values))
+                return Accepted(values["id"], email.message_id, status.value, created=True)
+            except DuplicateKey:
+                earlier = await self._by_idempotency_key(email.idempotency_key)
+                if earlier is None:
+                    continue  # released meanwhile: try again
+                if earlier.created_at < now - self.idempotency_retention:
+                    await self._release_key(earlier.id)
+                    continue
+                if earlier.request_fingerprint != email.request_fingerprint:
+                    raise Conflict(
+                        "this Idempotency-Key was already used with a different request",
+                        idempotency_key=email.idempotency_key,
+                        email_id=earlier.id,
+                    ) from None
+                return Accepted(earlier.id, earlier.message_id, earlier.status, created=False)
+        raise Conflict("Idempotency-Key is contended; retry the request")
+
+    async def accept_many(self, batch: list[PreparedEmail]) -> list[Accepted]:
+        """Commit emails without idempotency keys in one transaction, in order."""
+        if not batch:
+            return []
+        now = time.time()
+        rows = [_new_row(email, Status.QUEUED, now) for email in batch]
+        async with self.db.transaction() as connection:
+            await connection.execute(insert(emails), rows)
+        return [Accepted(row["id"], row["message_id"], row["status"], True) for row in rows]
+
+    async def _by_idempotency_key(self, key: str) -> Any:
+        async with self.db.connect() as connection:
+            query = select(emails.c.id, emails.c.message_id, emails.c.status,
+                           emails.c.request_fingerprint, emails.c.created_at
+                           ).where(emails.c.idempotency_key == key)
+            return (await connection.execute(query)).first()
+
+    async def _release_key(self, email_id: str) -> None:
+        async with self.db.transaction() as connection:
+            await connection.execute(
+                update(emails).where(emails.c.id == email_id).values(idempotency_key=None)
+            )
+
+    async def expire_idempotency_keys(self) -> int:
+        """Free keys older than the retention window so they can be used again."""
+        async with self.db.transaction() as connection:
+            result = await connection.execute(
+                update(emails)
+                .where(emails.c.idempotency_key.is_not(None),
+                       emails.c.created_at < time.time() - self.idempotency_retention)
+                .values(idempotency_key=None)
+            )
+            return result.rowcount
+
+    # Read
+
+    async def get(self, email_id: str) -> dict[str, Any]:
+        """One email with every attempt; attachments listed without their content."""
+        async with self.db.connect() as connection:
+            row = (await connection.execute(select(emails).where(emails.c.id == email_id))).first()
+            if row is None:
+                raise NotFound(f"no email with id {email_id}", id=email_id)
+            tried = await connection.execute(
+                select(attempts).where(attempts.c.email_id == email_id).order_by(attempts.c.n)
+            )
+            found = dict(row._mapping)
+            found["attempts_log"] = [dict(attempt._mapping) for attempt in tried]
+        return found
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        to: str | None = None,
+        sender: str | None = None,
+        tag: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first, ``limit`` at a time; ``cursor`` continues where the last page ended."""
+        query = select(*_SUMMARY)
+        if status:
+            query = query.where(emails.c.status == status)
+        if sender:
+            query = query.where(emails.c.from_addr.contains(sender))
+        if to:
+            query = query.where(func.lower(emails.c.to_addrs.cast(_text())).contains(to.lower()))
+        if tag:
+            query = query.where(emails.c.tags.cast(_text()).contains(json.dumps(tag)))
+        if since is not None:
+            query = query.where(emails.c.created_at >= since)
+        if until is not None:
+            query = query.where(emails.c.created_at < until)
+        if cursor:
+            created_at, last_id = _decode_cursor(cursor)
+            query = query.where(
+                or_(emails.c.created_at < created_at,
+                    and_(emails.c.created_at == created_at, emails.c.id < last_id))
+            )
+        query = query.order_by(emails.c.created_at.desc(), emails.c.id.desc()).limit(limit + 1)
+        async with self.db.connect() as connection:
+            rows = [dict(row._mapping) for row in await connection.execute(query)]
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+        return rows, next_cursor
+
+    async def counts_by_status(self) -> dict[str, int]:
+        async with self.db.connect() as connection:
+            rows = await connection.execute(
+                select(emails.c.status, func.count()).group_by(emails.c.status)
+            )
+            return {status: count for status, count in rows}
+
+    async def oldest_due_age(self) -> float:
+        async with self.db.connect() as connection:
+            oldest = (
+                await connection.execute(
+                    select(func.min(emails.c.next_attempt_at)).where(
+                        emails.c.status.in_([*DUE, Status.SENDING.value]),
+                        emails.c.next_attempt_at <= time.time(),
+                    )
+                )
+            ).scalar()
+        return max(0.0, time.time() - oldest) if oldest else 0.0
+
+    # Operator actions
+
+    async def cancel(self, email_id: str) -> dict[str, Any]:
+        """Cancel a queued, deferred or held email; anything else is a conflict."""
+        return await self._transition(
+            email_id, allowed=(*DUE, Status.HELD.value), to=Status.CANCELLED, action="cancel"
+        )
+
+    async def retry(self, email_id: str) -> dict[str, Any]:
+        """Queue a failed (or held) email again, due now."""
+        return await self._transition(
+            email_id, allowed=(Status.FAILED.value, Status.HELD.value), to=Status.QUEUED,
+            action="retry", extra={"next_attempt_at": time.time(), "last_error": None},
+        )
+
+    async def _transition(self, email_id: str, *, allowed: tuple[str, ...], to: Status,
+                          action: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        async with self.db.transaction() as connection:
+            result = await connection.execute(
+                update(emails)
+                .where(emails.c.id == email_id, emails.c.status.in_(allowed))
+                .values(status=to.value, updated_at=time.time(), lease_owner=None,
+                        lease_until=None, **(extra or {}))
+            )
+            if result.rowcount == 0:
+                current = (
+                    await connection.execute(select(emails.c.status).where(emails.c.id == email_id))
+                ).scalar()
+                if current is None:
+                    raise NotFound(f"no email with id {email_id}", id=email_id)
+                raise Conflict(
+                    f"cannot {action} an email that is {current}; only "
+                    f"{', '.join(allowed)} emails can be",
+                    id=email_id, status=current,
+                )
+        return {"id": email_id, "status": to.value}
+
+    # Delivery
+
+    async def claim(self, worker: str, *, batch_size: int, lease_seconds: float) -> list[Any]:
+        """Lease up to ``batch_size`` due emails (or ones whose lease expired) to ``worker``."""
+        now = time.time()
+        due = or_(
+            and_(emails.c.status.in_(DUE), emails.c.next_attempt_at <= now),
+            and_(emails.c.status == Status.SENDING.value, emails.c.lease_until < now),
+        )
+        candidates = select(emails.c.id).where(due).order_by(emails.c.next_attempt_at)
+        candidates = candidates.limit(batch_size)
+        if self.db.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        async with self.db.transaction() as connection:
+            rows = await connection.execute(
+                update(emails)
+                .where(emails.c.id.in_(candidates.scalar_subquery()))
+                .values(status=Status.SENDING.value, lease_owner=worker,
+                        lease_until=now + lease_seconds, attempts=emails.c.attempts + 1,
+                        updated_at=now)
+                .returning(*emails.c)
+            )
+            return list(rows)
+
+    async def record(self, outcomes: list[dict[str, Any]], worker: str) -> list[str]:
+        """Store outcomes of leased emails in one transaction; answer the ids recorded.
+
+        An outcome whose lease was lost (expired and taken by another worker) is not recorded.
+        Each outcome has ``email_id``, ``n``, ``status``, ``attempt`` (the attempts row) and
+        optionally ``next_attempt_at``, ``last_error``, ``sent_at``.
+        """
+        recorded = []
+        now = time.time()
+        async with self.db.transaction() as connection:
+            for outcome in outcomes:
+                if await self._finish(connection, outcome, worker, now):
+                    recorded.append(outcome["email_id"])
+        return recorded
+
+    async def _finish(self, connection: AsyncConnection, outcome: dict[str, Any], worker: str,
+                      now: float) -> bool:
+        values: dict[str, Any] = {
+            "status": outcome["status"],
+            "lease_owner": None,
+            "lease_until": None,
+            "updated_at": now,
+            "last_error": outcome.get("last_error"),
+        }
+        for optional in ("next_attempt_at", "sent_at"):
+            if optional in outcome:
+                values[optional] = outcome[optional]
+        result = await connection.execute(
+            update(emails)
+            .where(emails.c.id == outcome["email_id"], emails.c.lease_owner == worker,
+                   emails.c.status == Status.SENDING.value)
+            .values(**values)
+        )
+        if result.rowcount == 0:
+            return False
+        await connection.execute(
+            insert(attempts).values(email_id=outcome["email_id"], n=outcome["n"], worker=worker,
+                                    **outcome["attempt"])
+        )
+        return True
+
+    async def release(self, email_ids: list[str], worker: str) -> None:
+        """Give leased emails back unsent (a stopping worker), without counting an attempt."""
+        if not email_ids:
+            return
+        async with self.db.transaction() as connection:
+            await connection.execute(
+                update(emails)
+                .where(emails.c.id.in_(email_ids), emails.c.lease_owner == worker,
+                       emails.c.status == Status.SENDING.value)
+                .values(status=Status.QUEUED.value, lease_owner=None, lease_until=None,
+                        attempts=emails.c.attempts - 1, updated_at=time.time())
+            )
+
+
+def _text() -> Any:
+    from sqlalchemy import Text
+
+    return Text()
+
+
+def _encode_cursor(created_at: float, email_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, email_id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created_at, email_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return float(created_at), str(email_id)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError("cursor", "not a cursor this API gave out") from exc
