@@ -24,6 +24,8 @@ from email_sender.db.engine import Database, upgrade
 from email_sender.service import Service, build_service
 from email_sender.settings import Settings, load_settings
 
+pytest_plugins = ["tests.support.fixtures"]
+
 PG_URL = os.environ.get("EMAIL_SENDER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("EMAIL_SENDER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -114,6 +116,20 @@ def make_settings(tmp_path: Path, database_url: str | None = None, **sections: A
             target = getattr(target, part)
         setattr(target, leaf, value)
     return settings
+
+
+async def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Wait until ``await predicate()`` (or ``predicate()``) is true, or fail after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
 
 
 @pytest.fixture
