@@ -1,0 +1,430 @@
+"""A Qdrant server (REST or gRPC) as a VectorStore, through ``qdrant_client.AsyncQdrantClient``.
+
+The same class runs qdrant-client's local mode (``location=":memory:"`` or ``path=...``), which
+keeps everything in this process: handy for tests and one-off tools, but it has no payload
+indexes, so ``ensure_collection`` records none there and ``collection_info`` lists none.
+
+Every client call goes through :meth:`ServerVectorStore._client_errors`, the one place where
+qdrant-client, httpx and gRPC errors become ours, each with the URL and a hint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from email_sender.errors import (
+    Conflict,
+    DimensionMismatch,
+    EmailSenderError,
+    NotFound,
+    VectorStoreAuthError,
+    VectorStoreConnectionRefused,
+    VectorStoreLocked,
+    VectorStoreTimeout,
+    VectorStoreUnavailable,
+)
+from email_sender.vectors.store import (
+    CollectionInfo,
+    Condition,
+    MatchAny,
+    MatchValue,
+    Point,
+    ScoredPoint,
+    as_vector,
+    check_collection_name,
+    check_dimension,
+    check_distance,
+    check_limit,
+    check_payload_indexes,
+    parse_filter,
+    point_id,
+    prepare_points,
+)
+
+logger = logging.getLogger(__name__)
+
+_DIMENSION_ERROR = re.compile(r"expected dim: (\d+), got (\d+)")
+_GRPC_REFUSED = {grpc.StatusCode.UNAVAILABLE}
+_GRPC_TIMEOUT = {grpc.StatusCode.DEADLINE_EXCEEDED}
+_GRPC_AUTH = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+
+
+class ServerVectorStore:
+    """Collections on a Qdrant server, or in qdrant-client's local mode."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        prefer_grpc: bool = False,
+        timeout: float = 10.0,
+        location: str | None = None,
+        path: Path | str | None = None,
+        max_connections: int | None = None,
+        idle_timeout: float | None = None,
+    ) -> None:
+        if sum(value is not None for value in (url, location, path)) != 1:
+            raise ValueError("give exactly one of url, location or path")
+        self.local = url is None
+        self.backend = "qdrant-local" if self.local else "qdrant"
+        self.where = url or location or str(path)
+        self.timeout = timeout
+        self._dimensions: dict[str, int] = {}
+        with self._client_errors():
+            self._client = self._connect(
+                url, api_key, prefer_grpc, location, path, max_connections, idle_timeout
+            )
+        logger.info("vector_store_opened", extra={"backend": self.backend, "url": self.where})
+
+    def __repr__(self) -> str:
+        return f"ServerVectorStore({self.where!r})"
+
+    def _connect(
+        self,
+        url: str | None,
+        api_key: str | None,
+        prefer_grpc: bool,
+        location: str | None,
+        path: Path | str | None,
+        max_connections: int | None,
+        idle_timeout: float | None,
+    ) -> AsyncQdrantClient:
+        if url is None:
+            return AsyncQdrantClient(location=location, path=str(path) if path else None)
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=idle_timeout,
+        )
+        return AsyncQdrantClient(
+            url=url,
+            api_key=api_key,
+            prefer_grpc=prefer_grpc,
+            timeout=max(1, round(self.timeout)),
+            # The client's own check warns from a background thread; health checks probe instead.
+            check_compatibility=False,
+            limits=limits,
+        )
+
+    async def ensure_collection(
+        self,
+        name: str,
+        dimension: int,
+        distance: str = "Cosine",
+        payload_indexes: Mapping[str, str] | None = None,
+    ) -> None:
+        check_collection_name(name)
+        check_dimension(dimension)
+        check_distance(distance)
+        indexes = check_payload_indexes(payload_indexes)
+        with self._client_errors(name):
+            if not await self._client.collection_exists(name):
+                await self._create(name, dimension, distance)
+        info = await self.collection_info(name)
+        if info.dimension != dimension:
+            raise DimensionMismatch(dimension, info.dimension)
+        if info.distance != distance:
+            raise Conflict(
+                f"collection {name!r} uses {info.distance} distance, not {distance}",
+                collection=name,
+            )
+        await self._add_missing_indexes(name, indexes, info.payload_indexes)
+
+    async def _create(self, name: str, dimension: int, distance: str) -> None:
+        params = models.VectorParams(size=dimension, distance=models.Distance(distance))
+        try:
+            await self._client.create_collection(name, vectors_config=params)
+        except UnexpectedResponse as exc:
+            if exc.status_code != 409:  # created meanwhile by another node: fine
+                raise
+        logger.info(
+            "collection_created",
+            extra={"collection": name, "dimension": dimension, "distance": distance},
+        )
+
+    async def _add_missing_indexes(
+        self, name: str, wanted: dict[str, str], present: dict[str, str]
+    ) -> None:
+        missing = {key: kind for key, kind in wanted.items() if key not in present}
+        if self.local:
+            if missing:
+                logger.debug("payload_index_skipped", extra={"collection": name, "reason": "local"})
+            return
+        for key, kind in missing.items():
+            with self._client_errors(name):
+                await self._client.create_payload_index(
+                    name, key, field_schema=models.PayloadSchemaType(kind), wait=True
+                )
+            logger.info(
+                "payload_index_created", extra={"collection": name, "field": key, "type": kind}
+            )
+
+    async def collection_info(self, name: str) -> CollectionInfo:
+        check_collection_name(name)
+        with self._client_errors(name):
+            info = await self._client.get_collection(name)
+        params = info.config.params.vectors
+        if isinstance(params, dict):
+            params = params.get("")
+        if params is None:
+            raise Conflict(f"collection {name!r} has no default dense vector", collection=name)
+        self._dimensions[name] = params.size
+        indexes = {
+            key: str(_enum_value(schema.data_type)) for key, schema in info.payload_schema.items()
+        }
+        return CollectionInfo(
+            name=name,
+            points_count=info.points_count or 0,
+            dimension=params.size,
+            distance=str(_enum_value(params.distance)),
+            payload_indexes=indexes,
+            backend=self.backend,
+        )
+
+    async def list_collections(self) -> list[str]:
+        with self._client_errors():
+            response = await self._client.get_collections()
+        return sorted(collection.name for collection in response.collections)
+
+    async def upsert(self, name: str, points: Sequence[Point], wait: bool = True) -> None:
+        prepared = prepare_points(points, await self._dimension(name))
+        if not prepared:
+            return
+        structs = [
+            models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
+            for pid, vector, payload in prepared
+        ]
+        with self._client_errors(name):
+            await self._client.upsert(name, points=structs, wait=wait)
+
+    async def search(
+        self,
+        name: str,
+        vector: np.ndarray | Sequence[float],
+        limit: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPoint]:
+        query = as_vector(vector, await self._dimension(name))
+        with self._client_errors(name):
+            response = await self._client.query_points(
+                name,
+                query=query.tolist(),
+                limit=check_limit(limit),
+                query_filter=_client_filter(parse_filter(filter)),
+                with_payload=True,
+            )
+        return [
+            ScoredPoint(str(hit.id), float(hit.score), dict(hit.payload or {}))
+            for hit in response.points
+        ]
+
+    async def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[Point]:
+        wanted: list[models.ExtendedPointId] = [point_id(value) for value in ids]
+        check_collection_name(name)
+        if not wanted:
+            return []
+        with self._client_errors(name):
+            records = await self._client.retrieve(
+                name, wanted, with_payload=True, with_vectors=with_vectors
+            )
+        return [_point(record, with_vectors) for record in records]
+
+    async def delete(self, name: str, ids: Sequence[str], wait: bool = True) -> None:
+        doomed: list[models.ExtendedPointId] = [point_id(value) for value in ids]
+        check_collection_name(name)
+        if not doomed:
+            return
+        with self._client_errors(name):
+            await self._client.delete(
+                name, points_selector=models.PointIdsList(points=doomed), wait=wait
+            )
+
+    async def count(self, name: str) -> int:
+        check_collection_name(name)
+        with self._client_errors(name):
+            result = await self._client.count(name, exact=True)
+        return result.count
+
+    async def scroll(
+        self, name: str, batch_size: int = 256, with_vectors: bool = True
+    ) -> AsyncIterator[list[Point]]:
+        check_collection_name(name)
+        offset: models.ExtendedPointId | None = None
+        while True:
+            with self._client_errors(name):
+                records, offset = await self._client.scroll(
+                    name,
+                    limit=check_limit(batch_size),
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=with_vectors,
+                )
+            if records:
+                yield [_point(record, with_vectors) for record in records]
+            if offset is None:
+                return
+
+    async def delete_collection(self, name: str) -> None:
+        check_collection_name(name)
+        self._dimensions.pop(name, None)
+        with self._client_errors(name):
+            deleted = await self._client.delete_collection(name)
+        if deleted:
+            logger.info("collection_deleted", extra={"collection": name})
+
+    async def optimize(self, name: str) -> None:
+        """Nothing to do: a Qdrant server runs its optimizers in the background."""
+        check_collection_name(name)
+
+    async def close(self) -> None:
+        with self._client_errors():
+            await self._client.close()
+        logger.info("vector_store_closed", extra={"backend": self.backend})
+
+    async def _dimension(self, name: str) -> int:
+        if name not in self._dimensions:
+            await self.collection_info(name)
+        return self._dimensions[name]
+
+    @contextlib.contextmanager
+    def _client_errors(self, collection: str | None = None) -> Iterator[None]:
+        """Translate qdrant-client, httpx and gRPC errors into ours, with the URL and a hint."""
+        try:
+            yield
+        except EmailSenderError:
+            raise
+        except UnexpectedResponse as exc:
+            raise self._http_error(exc.status_code, _response_text(exc), collection) from exc
+        except ResponseHandlingException as exc:
+            raise self._transport_error(exc.source) from exc
+        except grpc.RpcError as exc:
+            raise self._grpc_error(exc, collection) from exc
+        except (httpx.TransportError, OSError) as exc:
+            raise self._transport_error(exc) from exc
+        except (ValueError, RuntimeError) as exc:
+            if not self.local:
+                raise VectorStoreUnavailable(
+                    f"Qdrant at {self.where} failed: {exc}", url=self.where
+                ) from exc
+            # Local mode reports its problems as plain ValueError / RuntimeError.
+            raise self._local_error(exc, collection) from exc
+
+    def _http_error(self, status: int | None, text: str, collection: str | None) -> Exception:
+        if status in (401, 403):
+            return VectorStoreAuthError(
+                f"Qdrant at {self.where} refused the credentials (HTTP {status}): "
+                "check qdrant.api_key",
+                url=self.where,
+                status=status,
+            )
+        if status == 404 and collection is not None:
+            return NotFound(f"collection {collection!r} does not exist", collection=collection)
+        dimension = _DIMENSION_ERROR.search(text)
+        if dimension:
+            self._dimensions.pop(collection or "", None)
+            return DimensionMismatch(int(dimension.group(2)), int(dimension.group(1)))
+        if status == 408 or status == 504:
+            return self._timeout()
+        return VectorStoreUnavailable(
+            f"Qdrant at {self.where} answered HTTP {status}: {text[:300]}",
+            url=self.where,
+            status=status,
+        )
+
+    def _transport_error(self, exc: BaseException) -> Exception:
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+            return self._timeout()
+        if isinstance(exc, httpx.ConnectError | ConnectionError):
+            return self._refused()
+        return VectorStoreUnavailable(f"Qdrant at {self.where} failed: {exc}", url=self.where)
+
+    def _grpc_error(self, exc: grpc.RpcError, collection: str | None) -> Exception:
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+        if code in _GRPC_REFUSED:
+            return self._refused()
+        if code in _GRPC_TIMEOUT:
+            return self._timeout()
+        if code in _GRPC_AUTH:
+            return self._http_error(401, str(details), collection)
+        if code == grpc.StatusCode.NOT_FOUND:
+            return self._http_error(404, str(details), collection)
+        return self._http_error(None, f"gRPC {code}: {details}", collection)
+
+    def _local_error(self, exc: Exception, collection: str | None) -> Exception:
+        text = str(exc)
+        if "already accessed by another instance" in text:
+            return VectorStoreLocked(
+                f"the local Qdrant store at {self.where} is in use by another process: "
+                "stop it or use another path",
+                path=self.where,
+            )
+        if text.startswith("Collection") and text.endswith("not found"):
+            return self._http_error(404, text, collection)
+        return self._http_error(400, text, collection)
+
+    def _refused(self) -> VectorStoreConnectionRefused:
+        return VectorStoreConnectionRefused(
+            f"cannot connect to Qdrant at {self.where}: is it running and is qdrant.url right?",
+            url=self.where,
+        )
+
+    def _timeout(self) -> VectorStoreTimeout:
+        return VectorStoreTimeout(
+            f"Qdrant at {self.where} did not answer within {self.timeout:g}s: "
+            "check its load or raise qdrant.timeout",
+            url=self.where,
+        )
+
+
+def _response_text(exc: UnexpectedResponse) -> str:
+    try:
+        return exc.content.decode("utf-8", "replace")
+    except AttributeError:
+        return str(exc)
+
+
+def _enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def _point(record: models.Record, with_vector: bool) -> Point:
+    vector: np.ndarray | None = None
+    if with_vector:
+        raw = record.vector
+        vector = np.asarray(raw.get("") if isinstance(raw, dict) else raw, dtype=np.float32)
+    return Point(str(record.id), vector, dict(record.payload or {}))
+
+
+def _client_filter(conditions: list[Condition]) -> models.Filter | None:
+    if not conditions:
+        return None
+    must: list[models.Condition] = [_client_condition(condition) for condition in conditions]
+    return models.Filter(must=must)
+
+
+def _client_condition(condition: Condition) -> models.FieldCondition:
+    if isinstance(condition, MatchValue):
+        return models.FieldCondition(
+            key=condition.key, match=models.MatchValue(value=condition.value)
+        )
+    if isinstance(condition, MatchAny):
+        return models.FieldCondition(
+            key=condition.key, match=models.MatchAny(any=list(condition.values))
+        )
+    bounds = models.Range(gt=condition.gt, gte=condition.gte, lt=condition.lt, lte=condition.lte)
+    return models.FieldCondition(key=condition.key, range=bounds)

@@ -1,0 +1,261 @@
+"""The VectorStore interface, its data types, and the one filter format every adapter reads.
+
+Adapters: :class:`~email_sender.vectors.edge.EdgeVectorStore` (Qdrant Edge, in-process) and
+:class:`~email_sender.vectors.server.ServerVectorStore` (a Qdrant server, or qdrant-client's
+local mode). Both pass the same contract tests.
+
+Filter format
+-------------
+A filter is a flat mapping of payload field to condition; all conditions must hold (AND)::
+
+    {
+        "tags": "invoice",                            # match one value (str, int or bool)
+        "to": ["a@example.com", "b@example.com"],     # match any of these (all str or all int)
+        "created_at": {"gte": 1700000000, "lt": 1800000000},  # numeric range: gt, gte, lt, lte
+    }
+
+A field whose payload value is a list matches when any element matches. ``None`` or ``{}`` means
+no filter. Anything else is refused with :class:`~email_sender.errors.ValidationError` naming the
+field, before the store is asked.
+
+Vectors are checked against the collection's dimension before any write or search: a mismatch
+raises :class:`~email_sender.errors.DimensionMismatch` and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from email_sender.errors import DimensionMismatch, ValidationError
+
+DISTANCES = ("Cosine", "Dot", "Euclid", "Manhattan")
+PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool", "datetime", "text", "uuid", "geo")
+RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
+
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(slots=True)
+class Point:
+    """One stored point. ``vector`` is None when read without vectors."""
+
+    id: str
+    vector: np.ndarray | list[float] | None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPoint:
+    """A search hit: higher score is closer, whatever the distance."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    name: str
+    points_count: int
+    dimension: int
+    distance: str
+    payload_indexes: dict[str, str]
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
+class MatchValue:
+    key: str
+    value: str | int | bool
+
+
+@dataclass(frozen=True, slots=True)
+class MatchAny:
+    key: str
+    values: tuple[str, ...] | tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    key: str
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+Condition = MatchValue | MatchAny | Range
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Where vectors live. Every method may raise a VectorError subclass, nothing else."""
+
+    backend: str
+
+    async def ensure_collection(
+        self,
+        name: str,
+        dimension: int,
+        distance: str = "Cosine",
+        payload_indexes: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create the collection when absent and add any missing payload index."""
+        ...
+
+    async def collection_info(self, name: str) -> CollectionInfo: ...
+
+    async def list_collections(self) -> list[str]: ...
+
+    async def upsert(self, name: str, points: Sequence[Point], wait: bool = True) -> None: ...
+
+    async def search(
+        self,
+        name: str,
+        vector: np.ndarray | Sequence[float],
+        limit: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPoint]: ...
+
+    async def retrieve(
+        self, name: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[Point]: ...
+
+    async def delete(self, name: str, ids: Sequence[str], wait: bool = True) -> None: ...
+
+    async def count(self, name: str) -> int: ...
+
+    def scroll(
+        self, name: str, batch_size: int = 256, with_vectors: bool = True
+    ) -> AsyncIterator[list[Point]]:
+        """Every point of the collection, in batches."""
+        ...
+
+    async def delete_collection(self, name: str) -> None: ...
+
+    async def optimize(self, name: str) -> None:
+        """Build indexes and merge segments where the backend needs to be told; else nothing."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def parse_filter(spec: Mapping[str, Any] | None) -> list[Condition]:
+    """Validate a filter in the module's format and return its conditions."""
+    if spec is None:
+        return []
+    if not isinstance(spec, Mapping):
+        raise ValidationError("filter", "must be an object of field: condition")
+    return [_condition(str(key), value) for key, value in spec.items()]
+
+
+def _condition(key: str, value: Any) -> Condition:
+    where = f"filter.{key}"
+    if not key:
+        raise ValidationError("filter", "field names must not be empty")
+    if isinstance(value, bool | int | str):
+        return MatchValue(key, value)
+    if isinstance(value, list | tuple):
+        return _match_any(where, key, value)
+    if isinstance(value, Mapping):
+        return _range(where, key, value)
+    raise ValidationError(
+        where, "must be a string, integer, boolean, a list of them, or a {gte, lte} range"
+    )
+
+
+def _match_any(where: str, key: str, values: Sequence[Any]) -> MatchAny:
+    if not values:
+        raise ValidationError(where, "the list of values must not be empty")
+    if all(isinstance(v, str) for v in values):
+        return MatchAny(key, tuple(str(v) for v in values))
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return MatchAny(key, tuple(int(v) for v in values))
+    raise ValidationError(where, "list values must be all strings or all integers")
+
+
+def _range(where: str, key: str, bounds: Mapping[str, Any]) -> Range:
+    unknown = set(bounds) - RANGE_KEYS
+    if unknown or not bounds:
+        raise ValidationError(where, "a range takes gt, gte, lt and/or lte")
+    for bound, number in bounds.items():
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise ValidationError(f"{where}.{bound}", "must be a number")
+        if not math.isfinite(number):
+            raise ValidationError(f"{where}.{bound}", "must be finite")
+    return Range(key, **{bound: float(number) for bound, number in bounds.items()})
+
+
+def check_collection_name(name: str) -> str:
+    """Refuse names that are not safe as a directory name and a URL segment."""
+    if not isinstance(name, str) or not _COLLECTION_NAME.match(name) or ".." in name:
+        raise ValidationError(
+            "collection", f"{name!r} is not a valid name (letters, digits, '_', '-', '.')"
+        )
+    return name
+
+
+def check_distance(distance: str) -> str:
+    if distance not in DISTANCES:
+        raise ValidationError("distance", f"{distance!r} is not one of {', '.join(DISTANCES)}")
+    return distance
+
+
+def check_payload_indexes(indexes: Mapping[str, str] | None) -> dict[str, str]:
+    checked = dict(indexes or {})
+    for field_name, kind in checked.items():
+        if kind not in PAYLOAD_INDEX_TYPES:
+            raise ValidationError(
+                f"payload_indexes.{field_name}",
+                f"{kind!r} is not one of {', '.join(PAYLOAD_INDEX_TYPES)}",
+            )
+    return checked
+
+
+def check_dimension(dimension: int) -> int:
+    if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
+        raise ValidationError("dimension", "must be a positive integer")
+    return dimension
+
+
+def point_id(value: object) -> str:
+    """The canonical text form of a point id, which must be a UUID."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError as exc:
+        raise ValidationError("id", f"{value!r} is not a UUID") from exc
+
+
+def as_vector(vector: np.ndarray | Sequence[float] | None, expected: int) -> np.ndarray:
+    """The vector as a flat float32 array of the collection's size, or DimensionMismatch."""
+    if vector is None:
+        raise ValidationError("vector", "is required")
+    array = np.asarray(vector, dtype=np.float32)
+    if array.ndim != 1:
+        raise ValidationError("vector", f"must be one-dimensional, got shape {array.shape}")
+    if array.shape[0] != expected:
+        raise DimensionMismatch(array.shape[0], expected)
+    if not np.isfinite(array).all():
+        raise ValidationError("vector", "must contain only finite numbers")
+    return array
+
+
+def check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValidationError("limit", "must be a positive integer")
+    return limit
+
+
+def prepare_points(points: Sequence[Point], dimension: int) -> list[tuple[str, np.ndarray, dict]]:
+    """Check every point before anything is written, so a bad batch stores nothing."""
+    return [
+        (point_id(point.id), as_vector(point.vector, dimension), dict(point.payload or {}))
+        for point in points
+    ]
