@@ -8,7 +8,7 @@ what became of it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
@@ -17,7 +17,7 @@ from email_sender import metrics
 from email_sender.errors import EmailSenderError, PayloadTooLarge, ValidationError
 from email_sender.events import EventBus
 from email_sender.mail.message import EmailIn, PreparedEmail, prepare_email
-from email_sender.mail.outbox import Accepted, Outbox
+from email_sender.mail.outbox import Accepted, Outbox, Status
 from email_sender.mail.templates import TemplateRenderer
 from email_sender.settings import MailSettings
 
@@ -32,6 +32,8 @@ class Intake:
         self.renderer = TemplateRenderer()
         # Called after every commit: wakes the delivery and indexing workers of this node.
         self.listeners: list[Callable[[], None]] = []
+        # Asked before a single email is committed: a reason to hold it, or None to queue it.
+        self.guard: Callable[[PreparedEmail], Awaitable[dict[str, Any] | None]] | None = None
 
     def prepare(self, data: EmailIn, idempotency_key: str | None = None) -> PreparedEmail:
         if idempotency_key is not None:
@@ -48,7 +50,11 @@ class Intake:
 
     async def accept(self, data: EmailIn, *, idempotency_key: str | None = None) -> Accepted:
         email = self.prepare(data, idempotency_key)
-        accepted = await self.outbox.accept(email)
+        held = await self.guard(email) if self.guard is not None else None
+        if held is not None:
+            accepted = await self.outbox.accept(email, status=Status.HELD, held_reason=held)
+        else:
+            accepted = await self.outbox.accept(email)
         if accepted.created:
             await self._announce([accepted])
         return accepted
