@@ -1,0 +1,197 @@
+"""The capture sink: an SMTP server that keeps what it receives instead of delivering it.
+
+In the embedded deployment the service sends to this sink (127.0.0.1:1025 by default) so that
+mail can be looked at through the API rather than reaching anyone. It runs an aiosmtpd
+controller in its own thread, accepts SMTPUTF8, and keeps the newest ``max_messages`` messages:
+a summary per message (``message_id``, ``from``, ``to``, ``subject``, ``received_at``) and, apart
+from it, the raw bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from email_sender.errors import PortInUse
+from email_sender.managers import Health, State
+from email_sender.settings import CaptureSinkSettings
+
+logger = logging.getLogger(__name__)
+
+
+class FreePortController(Controller):
+    """An aiosmtpd controller that may be given port 0 and then knows the port it got."""
+
+    async def _bind(self) -> asyncio.AbstractServer:
+        server = await self.loop.create_server(
+            self._factory_invoker, host=self.hostname, port=self.port, ssl=self.ssl_context
+        )
+        # The readiness probe connects to self.port, so it must be the bound one.
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+    def _create_server(self) -> Any:
+        return self._bind()
+
+
+@dataclass(frozen=True)
+class _Captured:
+    summary: dict[str, Any]
+    raw: bytes
+
+
+class _SinkHandler:
+    """aiosmtpd handler: keeps each message; runs in the controller's thread."""
+
+    def __init__(self, max_messages: int) -> None:
+        self._lock = threading.Lock()
+        self._messages: deque[_Captured] = deque(maxlen=max_messages)
+        self.received_total = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        headers = BytesHeaderParser(policy=default_policy).parsebytes(raw)
+        summary = {
+            "message_id": str(headers.get("Message-ID") or f"<{uuid.uuid4().hex}@sink>").strip(),
+            "from": envelope.mail_from,
+            "to": list(envelope.rcpt_tos),
+            "subject": str(headers.get("Subject") or ""),
+            "received_at": datetime.now(UTC).isoformat(),
+        }
+        with self._lock:
+            self._messages.append(_Captured(summary, raw))
+            self.received_total += 1
+        logger.debug("sink_received", extra={"message_id": summary["message_id"]})
+        return "250 2.0.0 OK: captured"
+
+    def snapshot(self) -> list[_Captured]:
+        with self._lock:
+            return list(self._messages)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._messages)
+
+    def clear(self) -> int:
+        with self._lock:
+            dropped = len(self._messages)
+            self._messages.clear()
+            return dropped
+
+
+class CaptureSink:
+    """Manager ``smtp_sink``: the capture SMTP server of the embedded deployment."""
+
+    name = "smtp_sink"
+    depends_on: tuple[str, ...] = ()
+
+    def __init__(self, settings: CaptureSinkSettings) -> None:
+        self.settings = settings
+        self._handler = _SinkHandler(settings.max_messages)
+        self._controller: FreePortController | None = None
+        self._last_error: str | None = None
+
+    @property
+    def host(self) -> str:
+        return self.settings.host
+
+    @property
+    def port(self) -> int:
+        """The bound port (the configured one, or the free one picked for port 0)."""
+        return int(self._controller.port) if self._controller else self.settings.port
+
+    @property
+    def count(self) -> int:
+        return len(self._handler)
+
+    async def start(self) -> None:
+        if self.settings.port:
+            self._refuse_taken_port()
+        controller = FreePortController(
+            self._handler,
+            hostname=self.settings.host,
+            port=self.settings.port,
+            enable_SMTPUTF8=True,
+            data_size_limit=None,
+        )
+        try:
+            await asyncio.to_thread(controller.start)
+        except OSError as exc:
+            self._last_error = str(exc)
+            if exc.errno == errno.EADDRINUSE:
+                raise self._port_in_use() from exc
+            raise
+        self._controller = controller
+        logger.info("sink_started", extra={"host": self.host, "port": self.port})
+
+    def _refuse_taken_port(self) -> None:
+        # aiosmtpd only reports a failed bind after its ready timeout; this answers at once.
+        with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.settings.port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    self._last_error = str(exc)
+                    raise self._port_in_use() from exc
+
+    def _port_in_use(self) -> PortInUse:
+        return PortInUse(
+            f"capture sink port {self.settings.port} on {self.host} is already in use",
+            host=self.host,
+            port=self.settings.port,
+        )
+
+    async def stop(self) -> None:
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            await asyncio.to_thread(controller.stop)
+            logger.info("sink_stopped", extra={"host": self.host})
+
+    async def health(self) -> Health:
+        controller = self._controller
+        if controller is None:
+            return Health(State.STOPPED, "not started", self._last_error)
+        server = controller.server
+        if server is None or not server.is_serving():
+            return Health(State.FAILED, "not serving", self._last_error)
+        return Health(State.RUNNING, f"listening on {self.host}:{self.port}")
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": "aiosmtpd",
+            "host": self.host,
+            "port": self.port,
+            "count": self.count,
+            "received_total": self._handler.received_total,
+            "max_messages": self.settings.max_messages,
+        }
+
+    def messages(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Summaries, newest first."""
+        newest_first = list(reversed(self._handler.snapshot()))
+        return [dict(item.summary) for item in newest_first[offset : offset + limit]]
+
+    def raw(self, message_id: str) -> bytes | None:
+        """The bytes received for ``message_id`` (the newest, if it arrived more than once)."""
+        for item in reversed(self._handler.snapshot()):
+            if item.summary["message_id"] == message_id:
+                return item.raw
+        return None
+
+    def clear(self) -> int:
+        """Forget every captured message; return how many there were."""
+        return self._handler.clear()
