@@ -237,8 +237,9 @@ def _add_delivery(service: Service) -> None:
     def transport() -> SmtpTransport:
         relays = settings.smtp.relays
         if sink is not None:
-            relays = [RelaySettings(url=f"smtp://{sink.host}:{sink.port}", tls="none",
-                                    max_connections=8)]
+            relays = [
+                RelaySettings(url=f"smtp://{sink.host}:{sink.port}", tls="none", max_connections=8)
+            ]
         smtp = SmtpTransport(relays, helo_name=settings.smtp.helo_name)
         # Relay limits must hold across every node, so they are kept in the database.
         rates = dict(zip(smtp.relays, (relay.rate_per_second for relay in relays), strict=True))

@@ -103,18 +103,26 @@ class Intake:
         for listener in self.listeners:
             listener()
         for item in accepted:
-            await self.bus.publish("email.accepted", id=item.id, message_id=item.message_id,
-                                   status=item.status)
+            await self.bus.publish(
+                "email.accepted", id=item.id, message_id=item.message_id, status=item.status
+            )
 
 
 def _accepted(index: int, accepted: Accepted) -> dict[str, Any]:
-    return {"index": index, "id": accepted.id, "message_id": accepted.message_id,
-            "status": accepted.status, "created": accepted.created}
+    return {
+        "index": index,
+        "id": accepted.id,
+        "message_id": accepted.message_id,
+        "status": accepted.status,
+        "created": accepted.created,
+    }
 
 
 def _rejection(index: int, exc: EmailSenderError) -> dict[str, Any]:
-    return {"index": index, "error": {"code": exc.code, "message": exc.message,
-                                      "details": exc.details}}
+    return {
+        "index": index,
+        "error": {"code": exc.code, "message": exc.message, "details": exc.details},
+    }
 
 
 def _pydantic_problem(exc: PydanticValidationError) -> ValidationError:

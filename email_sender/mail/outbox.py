@@ -79,8 +79,9 @@ def _columns(email: PreparedEmail) -> dict[str, Any]:
     }
 
 
-def _new_row(email: PreparedEmail, status: Status, now: float,
-             held_reason: dict[str, Any] | None = None) -> dict[str, Any]:
+def _new_row(
+    email: PreparedEmail, status: Status, now: float, held_reason: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         **_columns(email),
         "id": str(uuid.uuid4()),
@@ -122,10 +123,21 @@ def prepared_from_row(row: Any) -> PreparedEmail:
 
 
 _SUMMARY = [
-    emails.c.id, emails.c.message_id, emails.c.status, emails.c.from_addr, emails.c.to_addrs,
-    emails.c.cc_addrs, emails.c.subject, emails.c.tags, emails.c.attempts,
-    emails.c.next_attempt_at, emails.c.created_at, emails.c.updated_at, emails.c.sent_at,
-    emails.c.last_error, emails.c.vector_state,
+    emails.c.id,
+    emails.c.message_id,
+    emails.c.status,
+    emails.c.from_addr,
+    emails.c.to_addrs,
+    emails.c.cc_addrs,
+    emails.c.subject,
+    emails.c.tags,
+    emails.c.attempts,
+    emails.c.next_attempt_at,
+    emails.c.created_at,
+    emails.c.updated_at,
+    emails.c.sent_at,
+    emails.c.last_error,
+    emails.c.vector_state,
 ]
 
 
@@ -136,8 +148,13 @@ class Outbox:
 
     # Accept
 
-    async def accept(self, email: PreparedEmail, *, status: Status = Status.QUEUED,
-                     held_reason: dict[str, Any] | None = None) -> Accepted:
+    async def accept(
+        self,
+        email: PreparedEmail,
+        *,
+        status: Status = Status.QUEUED,
+        held_reason: dict[str, Any] | None = None,
+    ) -> Accepted:
         """Commit the email; with an idempotency key already used, answer the first email."""
         now = time.time()
         values = _new_row(email, status, now, held_reason)
@@ -178,9 +195,13 @@ class Outbox:
 
     async def _by_idempotency_key(self, key: str) -> Any:
         async with self.db.connect() as connection:
-            query = select(emails.c.id, emails.c.message_id, emails.c.status,
-                           emails.c.request_fingerprint, emails.c.created_at
-                           ).where(emails.c.idempotency_key == key)
+            query = select(
+                emails.c.id,
+                emails.c.message_id,
+                emails.c.status,
+                emails.c.request_fingerprint,
+                emails.c.created_at,
+            ).where(emails.c.idempotency_key == key)
             return (await connection.execute(query)).first()
 
     async def _release_key(self, email_id: str) -> None:
@@ -194,8 +215,10 @@ class Outbox:
         async with self.db.transaction() as connection:
             result = await connection.execute(
                 update(emails)
-                .where(emails.c.idempotency_key.is_not(None),
-                       emails.c.created_at < time.time() - self.idempotency_retention)
+                .where(
+                    emails.c.idempotency_key.is_not(None),
+                    emails.c.created_at < time.time() - self.idempotency_retention,
+                )
                 .values(idempotency_key=None)
             )
             return result.rowcount
@@ -215,7 +238,7 @@ class Outbox:
             found["attempts_log"] = [dict(attempt._mapping) for attempt in tried]
         return found
 
-    async def list(
+    async def page(
         self,
         *,
         status: str | None = None,
@@ -244,8 +267,10 @@ class Outbox:
         if cursor:
             created_at, last_id = _decode_cursor(cursor)
             query = query.where(
-                or_(emails.c.created_at < created_at,
-                    and_(emails.c.created_at == created_at, emails.c.id < last_id))
+                or_(
+                    emails.c.created_at < created_at,
+                    and_(emails.c.created_at == created_at, emails.c.id < last_id),
+                )
             )
         query = query.order_by(emails.c.created_at.desc(), emails.c.id.desc()).limit(limit + 1)
         async with self.db.connect() as connection:
@@ -286,18 +311,33 @@ class Outbox:
     async def retry(self, email_id: str) -> dict[str, Any]:
         """Queue a failed (or held) email again, due now."""
         return await self._transition(
-            email_id, allowed=(Status.FAILED.value, Status.HELD.value), to=Status.QUEUED,
-            action="retry", extra={"next_attempt_at": time.time(), "last_error": None},
+            email_id,
+            allowed=(Status.FAILED.value, Status.HELD.value),
+            to=Status.QUEUED,
+            action="retry",
+            extra={"next_attempt_at": time.time(), "last_error": None},
         )
 
-    async def _transition(self, email_id: str, *, allowed: tuple[str, ...], to: Status,
-                          action: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _transition(
+        self,
+        email_id: str,
+        *,
+        allowed: tuple[str, ...],
+        to: Status,
+        action: str,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         async with self.db.transaction() as connection:
             result = await connection.execute(
                 update(emails)
                 .where(emails.c.id == email_id, emails.c.status.in_(allowed))
-                .values(status=to.value, updated_at=time.time(), lease_owner=None,
-                        lease_until=None, **(extra or {}))
+                .values(
+                    status=to.value,
+                    updated_at=time.time(),
+                    lease_owner=None,
+                    lease_until=None,
+                    **(extra or {}),
+                )
             )
             if result.rowcount == 0:
                 current = (
@@ -308,7 +348,8 @@ class Outbox:
                 raise Conflict(
                     f"cannot {action} an email that is {current}; only "
                     f"{', '.join(allowed)} emails can be",
-                    id=email_id, status=current,
+                    id=email_id,
+                    status=current,
                 )
         return {"id": email_id, "status": to.value}
 
@@ -329,9 +370,13 @@ class Outbox:
             rows = await connection.execute(
                 update(emails)
                 .where(emails.c.id.in_(candidates.scalar_subquery()))
-                .values(status=Status.SENDING.value, lease_owner=worker,
-                        lease_until=now + lease_seconds, attempts=emails.c.attempts + 1,
-                        updated_at=now)
+                .values(
+                    status=Status.SENDING.value,
+                    lease_owner=worker,
+                    lease_until=now + lease_seconds,
+                    attempts=emails.c.attempts + 1,
+                    updated_at=now,
+                )
                 .returning(*emails.c)
             )
             return list(rows)
@@ -351,8 +396,9 @@ class Outbox:
                     recorded.append(outcome["email_id"])
         return recorded
 
-    async def _finish(self, connection: AsyncConnection, outcome: dict[str, Any], worker: str,
-                      now: float) -> bool:
+    async def _finish(
+        self, connection: AsyncConnection, outcome: dict[str, Any], worker: str, now: float
+    ) -> bool:
         values: dict[str, Any] = {
             "status": outcome["status"],
             "lease_owner": None,
@@ -365,15 +411,19 @@ class Outbox:
                 values[optional] = outcome[optional]
         result = await connection.execute(
             update(emails)
-            .where(emails.c.id == outcome["email_id"], emails.c.lease_owner == worker,
-                   emails.c.status == Status.SENDING.value)
+            .where(
+                emails.c.id == outcome["email_id"],
+                emails.c.lease_owner == worker,
+                emails.c.status == Status.SENDING.value,
+            )
             .values(**values)
         )
         if result.rowcount == 0:
             return False
         await connection.execute(
-            insert(attempts).values(email_id=outcome["email_id"], n=outcome["n"], worker=worker,
-                                    **outcome["attempt"])
+            insert(attempts).values(
+                email_id=outcome["email_id"], n=outcome["n"], worker=worker, **outcome["attempt"]
+            )
         )
         return True
 
@@ -384,10 +434,18 @@ class Outbox:
         async with self.db.transaction() as connection:
             await connection.execute(
                 update(emails)
-                .where(emails.c.id.in_(email_ids), emails.c.lease_owner == worker,
-                       emails.c.status == Status.SENDING.value)
-                .values(status=Status.QUEUED.value, lease_owner=None, lease_until=None,
-                        attempts=emails.c.attempts - 1, updated_at=time.time())
+                .where(
+                    emails.c.id.in_(email_ids),
+                    emails.c.lease_owner == worker,
+                    emails.c.status == Status.SENDING.value,
+                )
+                .values(
+                    status=Status.QUEUED.value,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=emails.c.attempts - 1,
+                    updated_at=time.time(),
+                )
             )
 
 

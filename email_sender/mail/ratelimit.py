@@ -24,8 +24,9 @@ from email_sender.errors import DuplicateKey
 class SharedTokenBucket:
     """A RateLimiter (see ``mail.transport``) backed by the SQL database."""
 
-    def __init__(self, db: Database, rates: Mapping[str, float], *,
-                 chunk_seconds: float = 0.1) -> None:
+    def __init__(
+        self, db: Database, rates: Mapping[str, float], *, chunk_seconds: float = 0.1
+    ) -> None:
         self.db = db
         self.rates = dict(rates)
         self.chunk_seconds = chunk_seconds
@@ -63,7 +64,8 @@ class SharedTokenBucket:
             tokens = min(capacity, row.tokens + max(0.0, now - row.updated_at) * rate)
             granted = min(wanted, math.floor(tokens))
             await connection.execute(
-                update(rate_buckets).where(rate_buckets.c.relay == relay)
+                update(rate_buckets)
+                .where(rate_buckets.c.relay == relay)
                 .values(tokens=tokens - granted, updated_at=now)
             )
         self.taken_from_db[relay] += granted
@@ -74,8 +76,9 @@ class SharedTokenBucket:
         try:
             async with self.db.transaction() as connection:
                 await connection.execute(
-                    rate_buckets.insert().values(relay=relay, tokens=capacity,
-                                                 updated_at=time.time())
+                    rate_buckets.insert().values(
+                        relay=relay, tokens=capacity, updated_at=time.time()
+                    )
                 )
         except DuplicateKey:
             pass

@@ -35,8 +35,12 @@ class SuppressionList:
             async with self.db.transaction() as connection:
                 await connection.execute(
                     insert(suppressions).values(
-                        address=normalise(address), reason=reason, smtp_code=smtp_code,
-                        detail=detail, email_id=email_id, created_at=time.time(),
+                        address=normalise(address),
+                        reason=reason,
+                        smtp_code=smtp_code,
+                        detail=detail,
+                        email_id=email_id,
+                        created_at=time.time(),
                     )
                 )
         except DuplicateKey:
@@ -62,7 +66,7 @@ class SuppressionList:
             )
             return {row.address for row in rows}
 
-    async def list(
+    async def page(
         self, *, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         query = select(suppressions).order_by(suppressions.c.address).limit(limit + 1)

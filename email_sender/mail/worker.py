@@ -63,8 +63,15 @@ class DeliveryManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self.counters: dict[str, int] = {"claimed": 0, "sent": 0, "deferred": 0, "failed": 0,
-                                         "suppressed": 0, "lease_lost": 0, "released": 0}
+        self.counters: dict[str, int] = {
+            "claimed": 0,
+            "sent": 0,
+            "deferred": 0,
+            "failed": 0,
+            "suppressed": 0,
+            "lease_lost": 0,
+            "released": 0,
+        }
         self.last_error: str | None = None
         self._relay_checked: tuple[float, str | None] = (0.0, None)
 
@@ -155,14 +162,16 @@ class DeliveryManager:
         if not mode.delivers:
             return 0
         lease = self.settings.lease_seconds
-        batch = await self.outbox.claim(worker, batch_size=self.settings.batch_size,
-                                        lease_seconds=lease)
+        batch = await self.outbox.claim(
+            worker, batch_size=self.settings.batch_size, lease_seconds=lease
+        )
         if not batch:
             return 0
         self.counters["claimed"] += len(batch)
         send_until = time.monotonic() + lease * (1 - LEASE_SAFETY)
         suppressed = await self.suppressions.among(
-            address_of(address) for row in batch
+            address_of(address)
+            for row in batch
             for address in (*row.to_addrs, *row.cc_addrs, *row.bcc_addrs)
         )
         recorder = _Recorder(self.outbox, worker, self)
@@ -172,8 +181,9 @@ class DeliveryManager:
         await recorder.flush()
         return len(batch)
 
-    async def _deliver(self, row: Any, worker: str, suppressed: set[str], send_until: float,
-                       recorder: _Recorder) -> None:
+    async def _deliver(
+        self, row: Any, worker: str, suppressed: set[str], send_until: float, recorder: _Recorder
+    ) -> None:
         if self._stopping.is_set() or time.monotonic() > send_until:
             await self.outbox.release([row.id], worker)
             self.counters["released"] += 1
@@ -182,31 +192,49 @@ class DeliveryManager:
         recipients = [r for r in email.recipients if normalise(r) not in suppressed]
         started = time.time()
         if not recipients:
-            await recorder.add(row, {
-                "status": Status.SUPPRESSED.value,
-                "last_error": "every recipient is on the suppression list",
-                "attempt": _attempt(None, None, "all recipients suppressed",
-                                    Status.SUPPRESSED.value, started),
-            })
+            await recorder.add(
+                row,
+                {
+                    "status": Status.SUPPRESSED.value,
+                    "last_error": "every recipient is on the suppression list",
+                    "attempt": _attempt(
+                        None, None, "all recipients suppressed", Status.SUPPRESSED.value, started
+                    ),
+                },
+            )
             return
         assert self.transport is not None
         try:
             result = await self.transport.send(build_mime(email), email.sender, recipients)
         except DeliveryError as exc:
             await recorder.add(row, self._failure(row, exc, started))
-            if (self.policy.suppress(exc.smtp_code, exc.details.get("response"))
-                    and len(recipients) == 1):
+            if (
+                self.policy.suppress(exc.smtp_code, exc.details.get("response"))
+                and len(recipients) == 1
+            ):
                 await self.suppressions.add(
-                    recipients[0], reason="hard_bounce", smtp_code=exc.smtp_code,
-                    detail=exc.message, email_id=row.id,
+                    recipients[0],
+                    reason="hard_bounce",
+                    smtp_code=exc.smtp_code,
+                    detail=exc.message,
+                    email_id=row.id,
                 )
             return
-        await recorder.add(row, {
-            "status": Status.SENT.value,
-            "sent_at": time.time(),
-            "attempt": _attempt(result.relay, result.code, result.response, Status.SENT.value,
-                                started, result.duration_ms),
-        })
+        await recorder.add(
+            row,
+            {
+                "status": Status.SENT.value,
+                "sent_at": time.time(),
+                "attempt": _attempt(
+                    result.relay,
+                    result.code,
+                    result.response,
+                    Status.SENT.value,
+                    started,
+                    result.duration_ms,
+                ),
+            },
+        )
 
     def _failure(self, row: Any, exc: DeliveryError, started: float) -> dict[str, Any]:
         network = isinstance(exc, TransientDeliveryError) and bool(exc.details.get("network"))
@@ -244,8 +272,14 @@ class DeliveryManager:
                 pass
 
 
-def _attempt(relay: str | None, code: int | None, response: str | None, outcome: str,
-             started: float, duration_ms: float | None = None) -> dict[str, Any]:
+def _attempt(
+    relay: str | None,
+    code: int | None,
+    response: str | None,
+    outcome: str,
+    started: float,
+    duration_ms: float | None = None,
+) -> dict[str, Any]:
     return {
         "relay": relay,
         "smtp_code": code,
@@ -275,8 +309,9 @@ class _Recorder:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
-            recorded = set(await self.outbox.record([outcome for _, outcome in batch],
-                                                    self.worker))
+            recorded: set[str] = set(
+                await self.outbox.record([outcome for _, outcome in batch], self.worker)
+            )
         for row, outcome in batch:
             if row.id not in recorded:
                 self.manager.counters["lease_lost"] += 1
@@ -299,10 +334,19 @@ class _Recorder:
             metrics.emails_suppressed.inc()
         logger.info(
             f"email_{status}",
-            extra={"email_id": row.id, "relay": attempt["relay"], "code": attempt["smtp_code"],
-                   "attempt": row.attempts, "duration_ms": round(attempt["duration_ms"], 2)},
+            extra={
+                "email_id": row.id,
+                "relay": attempt["relay"],
+                "code": attempt["smtp_code"],
+                "attempt": row.attempts,
+                "duration_ms": round(attempt["duration_ms"], 2),
+            },
         )
         await self.manager.bus.publish(
-            f"email.{status}", id=row.id, message_id=row.message_id, attempt=row.attempts,
-            relay=attempt["relay"], code=attempt["smtp_code"],
+            f"email.{status}",
+            id=row.id,
+            message_id=row.message_id,
+            attempt=row.attempts,
+            relay=attempt["relay"],
+            code=attempt["smtp_code"],
         )

@@ -191,8 +191,8 @@ async def test_bad_suppression_input(service: Service, client: httpx.AsyncClient
     answer = await client.post("/api/v1/suppressions", json={"address": "nope"})
     assert answer.status_code == 422
     assert answer.json()["error"]["details"]["problems"][0]["field"] == "address"
-    assert (await client.post("/api/v1/suppressions", json={"address": "a@example.org",
-                                                            "reason": "Bad Reason!"})).status_code == 422
+    bad_reason = {"address": "a@example.org", "reason": "Bad Reason!"}
+    assert (await client.post("/api/v1/suppressions", json=bad_reason)).status_code == 422
     assert (await client.get("/api/v1/suppressions")).json()["items"] == []
     assert (await client.delete("/api/v1/suppressions/a@example.org")).status_code == 404
     created = await client.post("/api/v1/suppressions", json={"address": "A@Example.org"})

@@ -89,7 +89,7 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMAIL_SENDER__EVENT_BUS__WORKERS", "-2")
-    with pytest.raises(ConfigError, match="event_bus.workers: must be >= 1"):
+    with pytest.raises(ConfigError, match=r"event_bus\.workers: must be >= 1"):
         load_settings()
 
 

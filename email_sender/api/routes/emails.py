@@ -16,8 +16,11 @@ router = APIRouter(prefix="/api/v1/emails", tags=["emails"])
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=255,
-           description="Same key and body: the first answer again. Same key, other body: 409."),
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Same key and body: the first answer again. Same key, other body: 409.",
+    ),
 ]
 
 
@@ -57,9 +60,15 @@ async def list_emails(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
     """List emails, newest first, with filters and cursor pagination."""
-    rows, next_cursor = await service.outbox.list(
-        status=status, to=to, sender=from_, tag=tag, since=epoch(since), until=epoch(until),
-        limit=limit, cursor=cursor,
+    rows, next_cursor = await service.outbox.page(
+        status=status,
+        to=to,
+        sender=from_,
+        tag=tag,
+        since=epoch(since),
+        until=epoch(until),
+        limit=limit,
+        cursor=cursor,
     )
     return {"items": [email_summary(row) for row in rows], "next_cursor": next_cursor}
 

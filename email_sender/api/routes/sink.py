@@ -14,7 +14,8 @@ router = APIRouter(prefix="/api/v1/sink", tags=["sink"])
 
 @router.get("/messages")
 async def messages(
-    service: ServiceDep, _: ReadScope,
+    service: ServiceDep,
+    _: ReadScope,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
@@ -24,5 +25,8 @@ async def messages(
         raise NotFound("no capture sink runs on this node (smtp.relays are configured)")
     items = sink.messages(limit=limit, offset=offset)
     more = offset + len(items) < sink.count
-    return {"items": items, "total": sink.count,
-            "next_cursor": str(offset + len(items)) if more else None}
+    return {
+        "items": items,
+        "total": sink.count,
+        "next_cursor": str(offset + len(items)) if more else None,
+    }

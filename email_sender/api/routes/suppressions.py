@@ -29,9 +29,7 @@ class SuppressionIn(BaseModel):
         import email_validator
 
         try:
-            return email_validator.validate_email(
-                value, check_deliverability=False
-            ).normalized
+            return email_validator.validate_email(value, check_deliverability=False).normalized
         except email_validator.EmailNotValidError as exc:
             raise ValueError(str(exc)) from exc
 
@@ -42,12 +40,13 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("")
 async def list_suppressions(
-    service: ServiceDep, _: ReadScope,
+    service: ServiceDep,
+    _: ReadScope,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=320)] = None,
 ) -> dict[str, Any]:
     """Suppressed addresses, in address order."""
-    rows, next_cursor = await service.suppressions.list(limit=limit, cursor=cursor)
+    rows, next_cursor = await service.suppressions.page(limit=limit, cursor=cursor)
     return {"items": [_view(row) for row in rows], "next_cursor": next_cursor}
 
 
@@ -57,10 +56,17 @@ async def add(
 ) -> JSONResponse:
     """Suppress an address: no mail goes to it until it is removed."""
     created = await service.suppressions.add(item.address, reason=item.reason, detail=item.detail)
-    await audit.record(service.db, actor=principal.name, action="suppression_added",
-                       target=item.address, client_ip=client_ip(request))
-    return JSONResponse({"address": address_of(item.address).lower(), "created": created},
-                        status_code=201 if created else 200)
+    await audit.record(
+        service.db,
+        actor=principal.name,
+        action="suppression_added",
+        target=item.address,
+        client_ip=client_ip(request),
+    )
+    return JSONResponse(
+        {"address": address_of(item.address).lower(), "created": created},
+        status_code=201 if created else 200,
+    )
 
 
 @router.delete("/{address}")
@@ -69,6 +75,11 @@ async def remove(
 ) -> dict[str, Any]:
     """Remove an address from the suppression list."""
     await service.suppressions.remove(address)
-    await audit.record(service.db, actor=principal.name, action="suppression_removed",
-                       target=address, client_ip=client_ip(request))
+    await audit.record(
+        service.db,
+        actor=principal.name,
+        action="suppression_removed",
+        target=address,
+        client_ip=client_ip(request),
+    )
     return {"address": address.lower(), "removed": True}
