@@ -56,8 +56,11 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # SQLite has one writer: connections that race for the lock sleep in its busy handler
+        # (1, 2, 5, 10 ms...). One shared connection makes them queue in the pool instead.
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": 30}, pool_size=pool_size, max_overflow=0
+            url, echo=echo, connect_args={"timeout": 30}, pool_size=1, max_overflow=0,
+            pool_timeout=60,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -18,7 +18,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address
+from email import policy as email_policy
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, unquote
 from typing import Any
@@ -458,9 +459,30 @@ def prepare_email(
 # --- MIME ------------------------------------------------------------------------------------
 
 
+class _CachingHeaderRegistry(HeaderRegistry):
+    """The standard registry builds a new class for every header it parses; build each once.
+
+    That class creation was a fifth of the time spent building a message.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+_POLICY = email_policy.default.clone(header_factory=_CachingHeaderRegistry())
+
+
 def build_mime(email: PreparedEmail, *, date: datetime | None = None) -> EmailMessage:
     """The message to send: never a Bcc header; SMTPUTF8-ready for international addresses."""
-    message = EmailMessage()
+    message = EmailMessage(policy=_POLICY)
     message["From"] = email.from_addr
     if email.to:
         message["To"] = ", ".join(email.to)
