@@ -1,0 +1,50 @@
+"""Shared parts of the benchmarks: a local SMTP sink process, free ports, printing ratios."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def smtp_sink() -> Iterator[int]:
+    """An aiosmtpd sink (discards every message) in its own process; yields its port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+         "-c", "aiosmtpd.handlers.Sink"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def ratio_line(label: str, ours: float, peer_label: str, peer: float, unit: str,
+               target: float | None = None) -> str:
+    ratio = ours / peer if peer else float("inf")
+    verdict = ""
+    if target is not None:
+        verdict = f"  target >= {target:.1f}x: {'met' if ratio >= target else 'NOT met'}"
+    return (f"{label:<34} {ours:>9.1f} {unit}   {peer_label:<30} {peer:>9.1f} {unit}"
+            f"   ratio {ratio:5.2f}x{verdict}")

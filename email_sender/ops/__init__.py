@@ -1,0 +1,1 @@
+"""Operations: load tests, backups, restore, rollback, vector migration and verification."""
