@@ -32,6 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import free_port, ratio_line, smtp_sink  # noqa: E402
 
+from email_sender.cli import _loop_factory  # noqa: E402
 from email_sender.log import setup_logging  # noqa: E402
 from email_sender.mail.message import EmailIn  # noqa: E402
 from email_sender.ops.loadtest import run_load, sample_email  # noqa: E402
@@ -170,7 +171,9 @@ def main() -> None:
         figures["post_office_drain_per_s"] = n / peer["drain_seconds"]
         figures["post_office_queue_per_s"] = n / peer["queue_seconds"]
         figures["post_office_end_to_end_per_s"] = n / (peer["queue_seconds"] + peer["drain_seconds"])
-        figures["our_drain_per_s"] = n / asyncio.run(our_drain(n, port, work))
+        # The same event loop as `email-sender serve`.
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            figures["our_drain_per_s"] = n / runner.run(our_drain(n, port, work))
 
         api = Served(work, "api", port)
         try:

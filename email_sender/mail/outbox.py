@@ -19,8 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from email_sender.db.engine import Database
 from email_sender.db.schema import attempts, emails
@@ -389,44 +388,40 @@ class Outbox:
         Each outcome has ``email_id``, ``n``, ``status``, ``attempt`` (the attempts row) and
         optionally ``next_attempt_at``, ``last_error``, ``sent_at``.
         """
-        recorded = []
+        if not outcomes:
+            return []
         now = time.time()
+        held = (
+            select(emails.c.id)
+            .where(emails.c.id.in_([outcome["email_id"] for outcome in outcomes]),
+                   emails.c.lease_owner == worker, emails.c.status == Status.SENDING.value)
+        )
+        if self.db.dialect == "postgresql":
+            held = held.with_for_update()
         async with self.db.transaction() as connection:
-            for outcome in outcomes:
-                if await self._finish(connection, outcome, worker, now):
-                    recorded.append(outcome["email_id"])
-        return recorded
-
-    async def _finish(
-        self, connection: AsyncConnection, outcome: dict[str, Any], worker: str, now: float
-    ) -> bool:
-        values: dict[str, Any] = {
-            "status": outcome["status"],
-            "lease_owner": None,
-            "lease_until": None,
-            "updated_at": now,
-            "last_error": outcome.get("last_error"),
-        }
-        for optional in ("next_attempt_at", "sent_at"):
-            if optional in outcome:
-                values[optional] = outcome[optional]
-        result = await connection.execute(
-            update(emails)
-            .where(
-                emails.c.id == outcome["email_id"],
-                emails.c.lease_owner == worker,
-                emails.c.status == Status.SENDING.value,
-            )
-            .values(**values)
-        )
-        if result.rowcount == 0:
-            return False
-        await connection.execute(
-            insert(attempts).values(
-                email_id=outcome["email_id"], n=outcome["n"], worker=worker, **outcome["attempt"]
-            )
-        )
-        return True
+            ours = set((await connection.execute(held)).scalars())
+            mine = [outcome for outcome in outcomes if outcome["email_id"] in ours]
+            if not mine:
+                return []
+            # One statement each, executed for many rows: no per-email statement building.
+            await connection.execute(_FINISH, [
+                {
+                    "b_id": outcome["email_id"],
+                    "b_worker": worker,
+                    "b_status": outcome["status"],
+                    "b_updated_at": now,
+                    "b_last_error": outcome.get("last_error"),
+                    "b_next_attempt_at": outcome.get("next_attempt_at"),
+                    "b_sent_at": outcome.get("sent_at"),
+                }
+                for outcome in mine
+            ])
+            await connection.execute(insert(attempts), [
+                {"email_id": outcome["email_id"], "n": outcome["n"], "worker": worker,
+                 **outcome["attempt"]}
+                for outcome in mine
+            ])
+        return [outcome["email_id"] for outcome in mine]
 
     async def release(self, email_ids: list[str], worker: str) -> None:
         """Give leased emails back unsent (a stopping worker), without counting an attempt."""
@@ -448,6 +443,22 @@ class Outbox:
                     updated_at=time.time(),
                 )
             )
+
+
+_FINISH = (
+    update(emails)
+    .where(emails.c.id == bindparam("b_id"), emails.c.lease_owner == bindparam("b_worker"),
+           emails.c.status == Status.SENDING.value)
+    .values(
+        status=bindparam("b_status"),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("b_updated_at"),
+        last_error=bindparam("b_last_error"),
+        next_attempt_at=func.coalesce(bindparam("b_next_attempt_at"), emails.c.next_attempt_at),
+        sent_at=func.coalesce(bindparam("b_sent_at"), emails.c.sent_at),
+    )
+)
 
 
 class _GroupCommit:

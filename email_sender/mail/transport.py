@@ -394,7 +394,7 @@ class SmtpTransport:
         finally:
             pool.checkin(connection, reusable=reusable)
         result = SendResult(pool.name, response.code, response.message, _ms_since(started))
-        logger.info(
+        logger.debug(
             "smtp_send",
             extra={"relay": result.relay, "code": result.code, "duration_ms": result.duration_ms,
                    "recipients": len(recipients), "reused": connection.reused},
