@@ -55,6 +55,7 @@ class Service:
         self.outbox: Any = None
         self.suppressions: Any = None
         self.intake: Any = None
+        self.search: Any = None
 
     def add(self, manager: Manager) -> None:
         self.registry.add(manager)
