@@ -23,6 +23,7 @@ import yaml
 from email_sender import __version__
 from email_sender.errors import ConfigError, EmailSenderError, PortInUse
 from email_sender.log import setup_logging
+from email_sender.progress import progress_bar
 from email_sender.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -222,6 +223,43 @@ def db_upgrade(config: ConfigOption = None, data_dir: DataDirOption = None) -> N
 
     revision = asyncio.run(run())
     typer.echo(f"✅ database at revision {revision}")
+
+
+@app.command()
+def loadtest(
+    url: Annotated[str, typer.Option(help="Base URL of the service.")] = "http://127.0.0.1:8080",
+    concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Concurrent clients.")] = 50,
+    duration: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to run.")] = 300,
+    max_requests: Annotated[int, typer.Option(min=1, help="Stop after this many.")] = 10_000_000,
+    path: Annotated[str, typer.Option(help="Route to load (POST with a sample email).")] = (
+        "/api/v1/emails"
+    ),
+    api_key: Annotated[str | None, typer.Option(envvar="EMAIL_SENDER_API_KEY",
+                                                help="Bearer key with the send scope.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Load a running service (the seeds' test: 50 clients, 5 min, >= 1000 req/s, p95 < 100 ms).
+
+    Every request creates a real email: point it at a node whose relay is the capture sink.
+    """
+    from email_sender.ops.loadtest import SEED_P95_MS, SEED_RPS, run_load
+
+    with progress_bar(f"load {path}", total=None, quiet=json_output) as advance:
+        result = asyncio.run(
+            run_load(url.rstrip("/"), concurrency=concurrency, duration=duration,
+                     max_requests=max_requests, path=path, api_key=api_key, progress=advance)
+        )
+    if json_output:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        typer.echo(
+            f"{result.requests} requests in {result.seconds:.1f}s: {result.rps:.1f} req/s, "
+            f"p50 {result.p50_ms} ms, p95 {result.p95_ms} ms, p99 {result.p99_ms} ms, "
+            f"errors {result.errors} {result.statuses}"
+        )
+        mark = "✅" if result.meets_seed_bar else "❌"
+        typer.echo(f"{mark} bar: >= {SEED_RPS:.0f} req/s, p95 < {SEED_P95_MS:.0f} ms, no errors")
+    raise typer.Exit(0 if result.errors == 0 else 1)
 
 
 @app.command()

@@ -53,7 +53,6 @@ class SharedTokenBucket:
         """Take up to one chunk of whole tokens; answer (taken, seconds to wait when none)."""
         capacity = max(1.0, rate)
         wanted = max(1, math.floor(rate * self.chunk_seconds))
-        now = time.time()
         query = select(rate_buckets).where(rate_buckets.c.relay == relay)
         if self.db.dialect == "postgresql":
             query = query.with_for_update()
@@ -61,11 +60,13 @@ class SharedTokenBucket:
             await self._create(relay, capacity)
         async with self.db.transaction() as connection:
             row = (await connection.execute(query)).one()
-            tokens = min(capacity, row.tokens + max(0.0, now - row.updated_at) * rate)
+            # Read the clock once the row is ours: a time taken before waiting for the lock
+            # could be older than the last writer's and would refill one interval twice.
+            now = max(time.time(), row.updated_at)
+            tokens = min(capacity, row.tokens + (now - row.updated_at) * rate)
             granted = min(wanted, math.floor(tokens))
             await connection.execute(
-                update(rate_buckets)
-                .where(rate_buckets.c.relay == relay)
+                update(rate_buckets).where(rate_buckets.c.relay == relay)
                 .values(tokens=tokens - granted, updated_at=now)
             )
         self.taken_from_db[relay] += granted
