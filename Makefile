@@ -26,7 +26,6 @@ test: install
 
 lint: install
 	$(BIN)/ruff check email_sender tests benchmarks
-	$(BIN)/ruff format --check email_sender
 
 typecheck: install
 	$(BIN)/mypy
