@@ -1,5 +1,6 @@
 """The CLI as an operator drives it: serve in a subprocess, health, config, signals."""
 
+import json
 import os
 import signal
 import subprocess
@@ -47,6 +48,15 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert "✅ ready/database" in healthy.stdout
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert "email_sender_manager_state" in metrics
+
+        load = run("loadtest", "--url", url, "--concurrency", "4", "--duration", "2",
+                   "--max-requests", "40", "--json")
+        assert load.returncode == 0, load.stdout + load.stderr
+        figures = json.loads(load.stdout)
+        assert figures["requests"] == 40
+        assert figures["statuses"] == {"202": 40}
+        sent = httpx.get(f"{url}/api/v1/emails", params={"limit": 100}).json()["items"]
+        assert len(sent) == 40
 
         taken = run("serve", "--data-dir", str(tmp_path / "other"), "--port", str(port),
                     "--metrics-port", str(free_port()), env=env)
