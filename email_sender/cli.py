@@ -106,28 +106,30 @@ async def _serve(settings: Settings) -> None:
     from email_sender.service import build_service
 
     service = build_service(settings)
-    if service.role in ("all", "api"):
-        service.add(ApiServer(service, depends_on=tuple(service.registry.names)))
+    serves_api = service.role in ("all", "api")
+    if serves_api or settings.metrics.enabled:
+        service.add(ApiServer(service, depends_on=tuple(service.registry.names),
+                              serve_api=serves_api))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    if not settings.security.api_keys:
+    if serves_api and not settings.security.api_keys:
         logger.warning(
             "no_api_keys",
             extra={"detail": "no security.api_keys configured: serving on loopback only"},
         )
     await service.start()
-    api = service.get("api")
-    if api is not None:
-        ports = api.info()
-        print(
-            f"email-sender {__version__} serving http://{settings.server.host}:{ports['api']}"
-            + (f", metrics on :{ports['metrics']}" if "metrics" in ports else "")
-            + f", data in {settings.data_dir}",
-            file=sys.stderr,
-            flush=True,
-        )
+    server = service.get("api") or service.get("metrics")
+    ports = server.info() if server is not None else {}
+    print(
+        f"email-sender {__version__} ({service.role})"
+        + (f" serving http://{settings.server.host}:{ports['api']}" if "api" in ports else "")
+        + (f", metrics on :{ports['metrics']}" if "metrics" in ports else "")
+        + f", data in {settings.data_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
     await stop.wait()
     logger.info("shutdown_requested")
     await service.stop()

@@ -81,22 +81,26 @@ class _Server(uvicorn.Server):
 
 
 class ApiServer:
-    """The ``api`` manager: serves the API and metrics apps on pre-bound sockets."""
+    """The ``api`` manager: serves the API and metrics apps on pre-bound sockets.
 
-    name = "api"
+    Worker nodes (no API) still serve their metrics; the manager is then named ``metrics``.
+    """
 
-    def __init__(self, service: Service, *, depends_on: tuple[str, ...]) -> None:
+    def __init__(
+        self, service: Service, *, depends_on: tuple[str, ...], serve_api: bool = True
+    ) -> None:
         settings = service.settings
-        if not settings.security.api_keys and not is_loopback(settings.server.host):
-            raise ConfigError(
-                f"server.host: {settings.server.host} is not a loopback address and no "
-                "security.api_keys are configured; add API keys or bind 127.0.0.1"
-            )
+        self.name = "api" if serve_api else "metrics"
         self.service = service
         self.depends_on = depends_on
-        self.sockets: dict[str, socket.socket] = {
-            "api": bind(settings.server.host, settings.server.port)
-        }
+        self.sockets: dict[str, socket.socket] = {}
+        if serve_api:
+            if not settings.security.api_keys and not is_loopback(settings.server.host):
+                raise ConfigError(
+                    f"server.host: {settings.server.host} is not a loopback address and no "
+                    "security.api_keys are configured; add API keys or bind 127.0.0.1"
+                )
+            self.sockets["api"] = bind(settings.server.host, settings.server.port)
         if settings.metrics.enabled:
             self.sockets["metrics"] = bind(settings.metrics.host, settings.metrics.port)
         self._servers: dict[str, _Server] = {}
@@ -109,7 +113,9 @@ class ApiServer:
     async def start(self) -> None:
         from email_sender.api.app import create_app, create_metrics_app
 
-        apps: dict[str, Any] = {"api": create_app(self.service)}
+        apps: dict[str, Any] = {}
+        if "api" in self.sockets:
+            apps["api"] = create_app(self.service)
         if "metrics" in self.sockets:
             apps["metrics"] = create_metrics_app(self.service)
         for which, app in apps.items():

@@ -33,6 +33,7 @@ def start_worker(tmp_path: Path, name: str, pg_url: str, smtp: SmtpTestServer,
         "EMAIL_SENDER__SMTP__RELAYS": json.dumps([{"url": smtp.url, "tls": "none",
                                                    "max_connections": 4}]),
         "EMAIL_SENDER__DELIVERY__POLL_INTERVAL": "0.05",
+        "EMAIL_SENDER__METRICS__PORT": "0",
         "EMAIL_SENDER__LOGGING__LEVEL": "WARNING",
         **env,
     }
