@@ -21,6 +21,7 @@ import typer
 import yaml
 
 from email_sender import __version__
+from email_sender.cli_backup import backup_app, rollback
 from email_sender.errors import ConfigError, EmailSenderError, PortInUse
 from email_sender.log import setup_logging
 from email_sender.progress import progress_bar
@@ -39,6 +40,8 @@ config_app = typer.Typer(help="Check and show the configuration.", no_args_is_he
 db_app = typer.Typer(help="The SQL database.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(backup_app, name="backup")
+app.command("rollback")(rollback)
 
 ConfigOption = Annotated[
     Path | None,
