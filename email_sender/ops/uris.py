@@ -350,6 +350,11 @@ class JsonlStore:
         """Nothing to optimise in a flat file."""
         self._section(name)
 
+    async def discard(self) -> None:
+        """Close without writing: a failed export must not leave a partial file."""
+        self._dirty = False
+        await self.close()
+
     async def close(self) -> None:
         if self._closed:
             return
