@@ -22,6 +22,8 @@ import yaml
 
 from email_sender import __version__
 from email_sender.cli_backup import backup_app, rollback
+from email_sender.cli_ops import vectors_ops_commands
+from email_sender.cli_vectors import vectors_app
 from email_sender.errors import ConfigError, EmailSenderError, PortInUse
 from email_sender.log import setup_logging
 from email_sender.progress import progress_bar
@@ -42,6 +44,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(backup_app, name="backup")
 app.command("rollback")(rollback)
+vectors_ops_commands(vectors_app)
+app.add_typer(vectors_app, name="vectors")
 
 ConfigOption = Annotated[
     Path | None,

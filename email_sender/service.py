@@ -217,6 +217,11 @@ def build_service(settings: Settings, *, role: str | None = None) -> Service:
     service.intake = Intake(service.outbox, service.bus, settings.mail)
     if service.role in ("all", "delivery"):
         _add_delivery(service)
+    if service.role in ("all", "api", "vectors"):
+        from email_sender.vectors.wiring import add_vectors
+
+        # API nodes search; indexing runs where the role includes it.
+        add_vectors(service, with_processor=service.role in ("all", "vectors"))
     return service
 
 

@@ -207,6 +207,28 @@ class VectorCacheSettings(Section):
     ttl: Seconds = 3600.0
 
 
+class VectorProcessorSettings(Section):
+    """The indexing loop: batches, retries with backoff, when to optimise the embedded store."""
+
+    batch_size: int = Field(64, ge=1, le=4096)
+    max_attempts: int = Field(8, ge=1, le=100)
+    backoff_base: Seconds = 2.0
+    backoff_max: Seconds = 600.0
+    outage_backoff_max: Seconds = 30.0
+    lease_seconds: Seconds = 120.0
+    poll_interval: Seconds = 1.0
+    optimize_after: int = Field(1000, ge=1)
+    optimize_quiet_seconds: Seconds = 5.0
+
+
+class DedupeSettings(Section):
+    """The near-duplicate guard: hold an email too close to one recently sent to its recipient."""
+
+    enabled: bool = False
+    threshold: float = Field(0.95, gt=0.0, le=1.0)
+    window_days: float = Field(7.0, gt=0.0)
+
+
 class ConnectionPoolSettings(Section):
     max_connections: int = Field(10, ge=1, le=1024)
     idle_timeout: Seconds = 300.0
@@ -313,6 +335,8 @@ class Settings(BaseSettings):
     collections: CollectionSettings = Field(default_factory=CollectionSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     vector_cache: VectorCacheSettings = Field(default_factory=VectorCacheSettings)
+    vector_processor: VectorProcessorSettings = Field(default_factory=VectorProcessorSettings)
+    dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
     connection_pool: ConnectionPoolSettings = Field(default_factory=ConnectionPoolSettings)
     event_bus: EventBusSettings = Field(default_factory=EventBusSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)

@@ -136,3 +136,17 @@ rate_buckets = Table(
     Column("tokens", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Free-text tasks and notes, optionally tied to an email, searchable in the task collection.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email_id", String(36)),
+    Column("text", Text, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("vector_state", String(16), nullable=False),  # pending | indexed
+    Index("ix_tasks_vector", "vector_state"),
+    Index("ix_tasks_email", "email_id"),
+)

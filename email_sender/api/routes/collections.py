@@ -1,0 +1,74 @@
+"""Vector collections: list, describe, and raw vector search as Qdrant's own endpoint."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from email_sender.api.deps import ReadScope
+from email_sender.vectors.managers import QdrantManager
+from email_sender.vectors.search import translate_qdrant_filter
+from email_sender.vectors.store import CollectionInfo, VectorStore
+
+router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
+
+
+async def _store(request: Request) -> VectorStore:
+    qdrant: QdrantManager | None = request.app.state.service.get("qdrant_manager")
+    if qdrant is None:
+        raise HTTPException(503, "this node runs no vector store")
+    return await qdrant.ready_store()
+
+
+def _view(info: CollectionInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "points_count": info.points_count,
+        "dimension": info.dimension,
+        "distance": info.distance,
+        "payload_indexes": info.payload_indexes,
+        "backend": info.backend,
+    }
+
+
+class PointsSearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vector: list[float] = Field(min_length=1, max_length=65536)
+    limit: int = Field(10, ge=1, le=1000)
+    filter: dict[str, Any] | None = None
+    with_payload: bool = True
+
+
+@router.get("")
+async def list_collections(request: Request, _: ReadScope) -> dict[str, Any]:
+    """Every collection with its points, dimension, distance, indexes and backend."""
+    store = await _store(request)
+    items = [_view(await store.collection_info(name)) for name in await store.list_collections()]
+    return {"items": items, "next_cursor": None}
+
+
+@router.get("/{name}")
+async def get_collection(name: str, request: Request, _: ReadScope) -> dict[str, Any]:
+    """One collection: points, dimension, distance, payload indexes, backend."""
+    return _view(await (await _store(request)).collection_info(name))
+
+
+@router.post("/{name}/points/search")
+async def search_points(
+    name: str, body: PointsSearchIn, request: Request, _: ReadScope
+) -> dict[str, Any]:
+    """Raw vector search with a Qdrant-style filter, answered as Qdrant does."""
+    started = time.perf_counter()
+    store = await _store(request)
+    hits = await store.search(
+        name, body.vector, limit=body.limit, filter=translate_qdrant_filter(body.filter)
+    )
+    result = [
+        {"id": hit.id, "score": hit.score, "payload": hit.payload if body.with_payload else None}
+        for hit in hits
+    ]
+    return {"result": result, "status": "ok", "time": time.perf_counter() - started}

@@ -1,0 +1,128 @@
+"""``email-sender vectors …``: list collections, rebuild one from SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from email_sender.settings import Settings, load_settings
+
+vectors_app = typer.Typer(
+    help="The vector store: collections and reindexing.", no_args_is_help=True
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config file.", envvar="EMAIL_SENDER_CONFIG"),
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder for the database, vectors and logs.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of lines.")]
+
+
+@vectors_app.command("collections")
+def collections(
+    config: ConfigOption = None, data_dir: DataDirOption = None, json_output: JsonOption = False
+) -> None:
+    """List collections with their points, dimension, distance and backend."""
+    settings = load_settings(config, data_dir=data_dir)
+    items = asyncio.run(_collections(settings))
+    if json_output:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        typer.echo("no collections")
+    for item in items:
+        typer.echo(
+            f"{item['name']}: {item['points_count']} points, {item['dimension']}-d "
+            f"{item['distance']}, {item['backend']}"
+        )
+
+
+async def _collections(settings: Settings) -> list[dict[str, Any]]:
+    from email_sender.vectors.factory import build_vector_store
+
+    store = build_vector_store(settings)
+    try:
+        items = []
+        for name in await store.list_collections():
+            info = await store.collection_info(name)
+            items.append(
+                {
+                    "name": info.name,
+                    "points_count": info.points_count,
+                    "dimension": info.dimension,
+                    "distance": info.distance,
+                    "payload_indexes": info.payload_indexes,
+                    "backend": info.backend,
+                }
+            )
+        return items
+    finally:
+        await store.close()
+
+
+@vectors_app.command("reindex")
+def reindex(
+    collection: Annotated[
+        str | None, typer.Option(help="Collection to rebuild (collections.emails by default).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per batch.")] = 256,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Rebuild a collection from SQL: drop it, create it again, embed every row.
+
+    A progress bar is drawn on a terminal; none in CI, in a pipe or with --json.
+    """
+    settings = load_settings(config, data_dir=data_dir)
+    name = collection or settings.collections.emails
+    result = asyncio.run(_reindex(settings, name, batch_size, quiet=json_output))
+    if json_output:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(
+            f"✅ reindexed {result['points']} points into {name!r} in {result['seconds']} s "
+            f"({result['per_second']}/s)"
+        )
+
+
+async def _reindex(settings: Settings, name: str, batch_size: int, quiet: bool) -> dict[str, Any]:
+    from email_sender.db.engine import Database
+    from email_sender.progress import progress_bar
+    from email_sender.vectors.embedders import LocalEmbedder, build_embedder
+    from email_sender.vectors.factory import build_vector_store
+    from email_sender.vectors.reindex import count_rows
+    from email_sender.vectors.reindex import reindex as rebuild
+
+    db = Database(settings.database_url, pool_size=2)
+    embedder = build_embedder(settings.embedder, settings.connection_pool)
+    store = None
+    try:
+        await db.start()
+        total = await count_rows(db, settings.collections, name)
+        store = build_vector_store(settings)
+        if isinstance(embedder, LocalEmbedder):
+            await embedder.load()
+        with progress_bar(f"reindexing {name}", total=total, quiet=quiet) as advance:
+            result = await rebuild(
+                db,
+                store,
+                embedder,
+                settings.collections,
+                name,
+                batch_size=batch_size,
+                progress=advance,
+            )
+        return result.as_dict()
+    finally:
+        if store is not None:
+            await store.close()
+        await embedder.close()
+        await db.stop()

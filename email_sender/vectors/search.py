@@ -1,0 +1,282 @@
+"""Semantic search over indexed emails, similar emails, and the near-duplicate guard.
+
+Query texts are embedded once per ``vector_cache.ttl``: a TTL cache keyed by model and text
+(``vector_cache.max_size`` entries, 0 turns it off) saves the embedder for repeated queries.
+Hits are joined with SQL for the subject and a snippet of the body, SQL being the source of truth.
+
+The near-duplicate guard (``PreparedEmail.dedupe``, or config ``dedupe.enabled``) holds an email
+whose vector is within ``dedupe.threshold`` (cosine) of an email already *sent* to one of the same
+recipients in the last ``dedupe.window_days`` days. Payloads carry the status at index time, so
+the store proposes candidates by recipient and date, and SQL says which of them were sent. When
+the store or the embedder is down the guard lets the email through: it must never block mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from cachetools import TTLCache
+from sqlalchemy import select
+
+from email_sender import metrics
+from email_sender.db.engine import Database
+from email_sender.db.schema import emails
+from email_sender.errors import NotFound, ValidationError, VectorError
+from email_sender.mail.message import PreparedEmail
+from email_sender.settings import Settings
+from email_sender.vectors.managers import EmbedderManager, QdrantManager
+from email_sender.vectors.payloads import (
+    bare_addresses,
+    document_text,
+    email_document,
+    snippet,
+)
+from email_sender.vectors.store import ScoredPoint, point_id
+from email_sender.vectors.tasks import TaskService
+
+logger = logging.getLogger(__name__)
+
+DEDUPE_CANDIDATES = 10
+_QDRANT_FILTER_KEYS = frozenset({"must", "should", "must_not", "min_should"})
+_RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
+
+
+@dataclass(frozen=True)
+class DedupeOptions:
+    """The near-duplicate guard (config section ``dedupe``)."""
+
+    enabled: bool = False
+    threshold: float = 0.95
+    window_days: float = 7.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DedupeOptions:
+        section = getattr(settings, "dedupe", None)
+        return cls(
+            enabled=bool(getattr(section, "enabled", cls.enabled)),
+            threshold=float(getattr(section, "threshold", cls.threshold)),
+            window_days=float(getattr(section, "window_days", cls.window_days)),
+        )
+
+
+class SearchService:
+    def __init__(
+        self,
+        db: Database,
+        qdrant: QdrantManager,
+        embedder: EmbedderManager,
+        settings: Settings,
+    ) -> None:
+        self.db = db
+        self.qdrant = qdrant
+        self.embedder = embedder
+        self.collection = settings.collections.emails
+        self.dedupe = DedupeOptions.from_settings(settings)
+        cache = settings.vector_cache
+        self._cache: TTLCache[tuple[str, str], np.ndarray] | None = (
+            TTLCache(maxsize=cache.max_size, ttl=cache.ttl) if cache.max_size > 0 else None
+        )
+        self.tasks = TaskService(db, qdrant, embedder, collection=settings.collections.tasks)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        """The query's vector, from the cache when it was asked recently."""
+        key = (self.embedder.model, text)
+        if self._cache is not None:
+            cached = self._cache.get(key)
+            if cached is not None:
+                metrics.vector_cache.labels("hit").inc()
+                return cached
+            metrics.vector_cache.labels("miss").inc()
+        vector = await self.embedder.embed_one(text)
+        if self._cache is not None:
+            self._cache[key] = vector
+        return vector
+
+    async def query_vector(
+        self, query: str | None, vector: Sequence[float] | None
+    ) -> np.ndarray | Sequence[float]:
+        if (query is None) == (vector is None):
+            raise ValidationError("query", "give exactly one of query or vector")
+        if query is not None:
+            return await self.embed_query(query)
+        assert vector is not None
+        return vector
+
+    async def search(
+        self,
+        *,
+        query: str | None = None,
+        vector: Sequence[float] | None = None,
+        limit: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Emails nearest to a text or a vector, each with score, subject, snippet, payload."""
+        started = time.perf_counter()
+        query_vector = await self.query_vector(query, vector)
+        store = await self.qdrant.ready_store()
+        hits = await store.search(self.collection, query_vector, limit=limit, filter=filter)
+        results = await self._with_sql(hits)
+        metrics.vector_search_duration.observe(time.perf_counter() - started)
+        return results
+
+    async def similar(self, email_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Emails nearest to this one, itself left out; works before it is indexed too."""
+        wanted = point_id(email_id)
+        store = await self.qdrant.ready_store()
+        stored = await store.retrieve(self.collection, [wanted], with_vectors=True)
+        if stored and stored[0].vector is not None:
+            vector: np.ndarray | Sequence[float] = stored[0].vector
+        else:
+            row = await self._email_row(wanted)
+            vector = await self.embedder.embed_one(email_document(row))
+        hits = await store.search(self.collection, vector, limit=limit + 1)
+        return await self._with_sql([hit for hit in hits if hit.id != wanted][:limit])
+
+    async def check(self, email: PreparedEmail) -> dict[str, Any] | None:
+        """The guard: a held reason when this email nearly repeats one already sent, else None."""
+        enabled = self.dedupe.enabled if email.dedupe is None else email.dedupe
+        recipients = bare_addresses(email.to)
+        if not enabled or not recipients:
+            return None
+        since = time.time() - self.dedupe.window_days * 86400.0
+        try:
+            vector = await self.embedder.embed_one(
+                document_text(email.subject, email.text, email.html)
+            )
+            store = await self.qdrant.ready_store()
+            hits = await store.search(
+                self.collection,
+                vector,
+                limit=DEDUPE_CANDIDATES,
+                filter={"to": recipients, "created_at": {"gte": since}},
+            )
+        except (VectorError, NotFound) as exc:
+            logger.warning("dedupe_check_skipped", extra={"error": str(exc)})
+            return None
+        close = [hit for hit in hits if hit.score >= self.dedupe.threshold]
+        if not close:
+            return None
+        sent = await self._sent_among([hit.id for hit in close])
+        for hit in close:
+            if hit.id in sent:
+                logger.info(
+                    "near_duplicate_held",
+                    extra={"duplicate_of": hit.id, "score": round(hit.score, 4)},
+                )
+                return {
+                    "reason": "near_duplicate",
+                    "duplicate_of": hit.id,
+                    "score": round(hit.score, 4),
+                }
+        return None
+
+    async def _sent_among(self, ids: list[str]) -> set[str]:
+        async with self.db.connect() as connection:
+            rows = await connection.execute(
+                select(emails.c.id).where(emails.c.id.in_(ids), emails.c.status == "sent")
+            )
+            return {row.id for row in rows}
+
+    async def _email_row(self, email_id: str) -> Any:
+        async with self.db.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(emails.c.subject, emails.c.text_body, emails.c.html_body).where(
+                        emails.c.id == email_id
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"no email with id {email_id}", id=email_id)
+        return row
+
+    async def _with_sql(self, hits: list[ScoredPoint]) -> list[dict[str, Any]]:
+        if not hits:
+            return []
+        async with self.db.connect() as connection:
+            rows = await connection.execute(
+                select(emails.c.id, emails.c.subject, emails.c.text_body, emails.c.html_body).where(
+                    emails.c.id.in_([hit.id for hit in hits])
+                )
+            )
+            by_id = {row.id: row for row in rows}
+        results = []
+        for hit in hits:
+            row = by_id.get(hit.id)
+            results.append(
+                {
+                    "id": hit.id,
+                    "score": hit.score,
+                    "subject": row.subject if row else hit.payload.get("subject", ""),
+                    "snippet": snippet(row.text_body, row.html_body) if row else "",
+                    "payload": hit.payload,
+                }
+            )
+        return results
+
+
+def translate_qdrant_filter(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Qdrant's filter JSON, or the flat format, as the flat format of ``vectors.store``.
+
+    Understood: ``{"must": [{"key", "match": {"value"}}, {"key", "match": {"any"}},
+    {"key", "range": {gt, gte, lt, lte}}]}``. Anything else (``should``, ``must_not``, nested
+    filters, other conditions, two match conditions on one key) is refused naming its place.
+    """
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        raise ValidationError("filter", "must be an object")
+    if not _QDRANT_FILTER_KEYS & set(spec):
+        return dict(spec)
+    for key in spec:
+        if key != "must":
+            raise ValidationError(
+                f"filter.{key}", "not supported; use must with match value, match any or range"
+            )
+    must = spec["must"]
+    if isinstance(must, Mapping):
+        must = [must]
+    if not isinstance(must, list):
+        raise ValidationError("filter.must", "must be a list of conditions")
+    flat: dict[str, Any] = {}
+    for index, condition in enumerate(must):
+        _add_condition(flat, condition, f"filter.must[{index}]")
+    return flat
+
+
+def _add_condition(flat: dict[str, Any], condition: Any, where: str) -> None:
+    if not isinstance(condition, Mapping) or not isinstance(condition.get("key"), str):
+        raise ValidationError(where, "must be an object with a key and a match or range")
+    key = condition["key"]
+    unknown = set(condition) - {"key", "match", "range"}
+    if unknown or ("match" in condition) == ("range" in condition):
+        raise ValidationError(where, "give a key with exactly one of match or range")
+    if "range" in condition:
+        bounds = condition["range"]
+        if not isinstance(bounds, Mapping) or set(bounds) - _RANGE_KEYS:
+            raise ValidationError(f"{where}.range", "takes gt, gte, lt and/or lte")
+        given = {name: value for name, value in bounds.items() if value is not None}
+        previous = flat.get(key)
+        if previous is not None and not isinstance(previous, Mapping):
+            raise ValidationError(where, f"a range and a match on {key!r} cannot be combined")
+        merged = {**(previous or {})}
+        for name, value in given.items():
+            if name in merged:
+                raise ValidationError(f"{where}.range.{name}", f"{key!r} already has {name}")
+            merged[name] = value
+        flat[key] = merged
+        return
+    match = condition["match"]
+    if key in flat:
+        raise ValidationError(where, f"a second condition on {key!r} is not supported")
+    if isinstance(match, Mapping) and set(match) == {"value"}:
+        flat[key] = match["value"]
+    elif isinstance(match, Mapping) and set(match) == {"any"}:
+        flat[key] = match["any"]
+    else:
+        raise ValidationError(f"{where}.match", 'supported: {"value": v} or {"any": [..]}')
