@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +148,15 @@ async def service(settings: Settings) -> AsyncIterator[Service]:
         await node.stop()
 
 
-@pytest.fixture
-async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def asgi_client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the service's real app in process."""
     transport = httpx.ASGITransport(app=create_app(service))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(service) as http:
         yield http

@@ -15,7 +15,7 @@ from email_sender.api.app import create_app
 from email_sender.db.schema import emails
 from email_sender.service import Service, build_service
 from email_sender.settings import RelaySettings
-from tests.conftest import make_settings, wait_for
+from tests.conftest import asgi_client, make_settings, wait_for
 from tests.support.smtp_server import SmtpTestServer
 
 FAST_RETRIES = {
@@ -47,8 +47,7 @@ async def node(
 
 @pytest.fixture
 async def api(node: Service) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(node))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with asgi_client(node) as http:
         yield http
 
 

@@ -15,12 +15,11 @@ import pytest
 from sqlalchemy import select
 
 from email_sender import metrics
-from email_sender.api.app import create_app
 from email_sender.db.schema import emails
 from email_sender.service import Service
 from email_sender.vectors.checksums import point_checksum
 from email_sender.vectors.processor import VectorProcessor
-from tests.conftest import make_settings, wait_for
+from tests.conftest import asgi_client, make_settings, wait_for
 from tests.support.vectors import fast_processor, flaky_store, install_flaky_store, vector_node
 
 
@@ -39,8 +38,7 @@ async def node(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
 
 @pytest.fixture
 async def api(node: Service) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(node))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with asgi_client(node) as http:
         yield http
 
 

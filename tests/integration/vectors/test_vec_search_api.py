@@ -18,7 +18,7 @@ from email_sender.db.schema import emails
 from email_sender.service import Service
 from email_sender.vectors.embedders import HashingEmbedder
 from email_sender.vectors.payloads import document_text
-from tests.conftest import make_settings, wait_for
+from tests.conftest import asgi_client, make_settings, wait_for
 from tests.support.vectors import fast_processor, vector_node
 
 CORPUS = [
@@ -47,8 +47,7 @@ async def node(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
 
 @pytest.fixture
 async def api(node: Service) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(node))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with asgi_client(node) as http:
         yield http
 
 
