@@ -13,6 +13,7 @@ from email_sender import __version__, metrics
 from email_sender.api import errors
 from email_sender.api.middleware import ModeMiddleware, RequestContextMiddleware
 from email_sender.api.routes import (
+    backups,
     emails,
     events,
     health,
@@ -32,6 +33,7 @@ ROUTERS = [
     emails.router,
     suppressions.router,
     sink.router,
+    backups.router,
 ]
 
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import delete
 
 from email_sender.api.app import create_app
+from email_sender.db import audit
 from email_sender.db.schema import emails, metadata
 from email_sender.ops import backup as backups
 from email_sender.service import Service, build_service
@@ -118,3 +119,35 @@ async def test_a_missing_folder_or_manifest_is_a_clear_error(tmp_path: Path) -> 
 
     with pytest.raises(NotFound, match="is not a backup"):
         await backups.verify_backup(tmp_path)
+
+
+async def test_admins_back_up_list_and_verify_over_the_api(tmp_path: Path) -> None:
+    from email_sender.settings import ApiKeySettings
+    from tests.conftest import asgi_client
+
+    keys = [ApiKeySettings(name="ops", key="ops-key", scopes=["admin"]),  # type: ignore[arg-type]
+            ApiKeySettings(name="app", key="app-key", scopes=["send", "read"])]  # type: ignore[arg-type]
+    settings = make_settings(tmp_path, None, **{"security.api_keys": keys,
+                                                 "embedder.provider": "hashing"})
+    service = build_service(settings)
+    await service.start()
+    try:
+        async with asgi_client(service) as http:
+            admin = {"Authorization": "Bearer ops-key"}
+            assert (await http.post("/api/v1/backups",
+                                    headers={"Authorization": "Bearer app-key"})).status_code == 403
+            created = await http.post("/api/v1/backups", headers=admin)
+            assert created.status_code == 201, created.text
+            name = created.json()["name"]
+            assert set(created.json()["collections"]) >= {"emails", "task_vectors"}
+            listed = (await http.get("/api/v1/backups", headers=admin)).json()["items"]
+            assert [row["name"] for row in listed] == [name]
+            verified = (await http.get(f"/api/v1/backups/{name}/verify", headers=admin)).json()
+            assert verified["ok"] is True
+            assert (await http.get("/api/v1/backups/..%2Fetc/verify", headers=admin)
+                    ).status_code == 404
+            assert (await http.get("/api/v1/backups/nope/verify", headers=admin)).status_code == 404
+        audited = [row["action"] for row in await audit.recent(service.db)]
+        assert "backup_created" in audited and "backup_verified" in audited
+    finally:
+        await service.stop()
