@@ -13,21 +13,11 @@ from typing import Any
 import numpy as np
 
 from email_sender.errors import ValidationError, VectorStoreConnectionRefused
-from email_sender.service import Service, build_service
-from email_sender.settings import Settings
+from email_sender.service import Service
 from email_sender.vectors.factory import build_vector_store
 from email_sender.vectors.managers import QdrantManager
 from email_sender.vectors.processor import VectorProcessor
 from email_sender.vectors.store import CollectionInfo, Point, ScoredPoint, VectorStore
-from email_sender.vectors.wiring import add_vectors
-
-
-def vector_node(settings: Settings, *, role: str | None = None) -> Service:
-    """A node of ``role`` with the vector managers, whether or not build_service adds them."""
-    node = build_service(settings, role=role)
-    if node.get("qdrant_manager") is None:
-        add_vectors(node, with_processor=node.role in ("all", "vectors"))
-    return node
 
 
 def fast_processor(node: Service) -> VectorProcessor:

@@ -16,17 +16,17 @@ from sqlalchemy import select
 
 from email_sender import metrics
 from email_sender.db.schema import emails
-from email_sender.service import Service
+from email_sender.service import Service, build_service
 from email_sender.vectors.checksums import point_checksum
 from email_sender.vectors.processor import VectorProcessor
 from tests.conftest import asgi_client, make_settings, wait_for
-from tests.support.vectors import fast_processor, flaky_store, install_flaky_store, vector_node
+from tests.support.vectors import fast_processor, flaky_store, install_flaky_store
 
 
 @pytest.fixture
 async def node(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
     settings = make_settings(tmp_path, database_url, **{"embedder.provider": "hashing"})
-    service = vector_node(settings)
+    service = build_service(settings)
     install_flaky_store(service)
     fast_processor(service)
     await service.start()

@@ -21,10 +21,11 @@ from sqlalchemy import func, select
 
 from email_sender.api.app import create_app
 from email_sender.db.schema import emails
+from email_sender.service import build_service
 from email_sender.vectors.embedders import local_model_available
 from tests.conftest import make_settings, wait_for
 from tests.integration.vectors.booking_corpus import EMAILS, QUERIES
-from tests.support.vectors import fast_processor, vector_node
+from tests.support.vectors import fast_processor
 
 pytestmark = pytest.mark.skipif(
     not local_model_available(),
@@ -36,7 +37,7 @@ MIN_HIT_RATE_AT_1 = 0.90
 
 async def test_local_model_ranks_the_expected_booking_email_first(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, None, **{"embedder.provider": "local"})
-    node = vector_node(settings)
+    node = build_service(settings)
     fast_processor(node)
     async with node:
         transport = httpx.ASGITransport(app=create_app(node))

@@ -15,11 +15,11 @@ from sqlalchemy import select
 
 from email_sender.api.app import create_app
 from email_sender.db.schema import emails
-from email_sender.service import Service
+from email_sender.service import Service, build_service
 from email_sender.vectors.embedders import HashingEmbedder
 from email_sender.vectors.payloads import document_text
 from tests.conftest import asgi_client, make_settings, wait_for
-from tests.support.vectors import fast_processor, vector_node
+from tests.support.vectors import fast_processor
 
 CORPUS = [
     ("ana@band.example", ["booking"], "Hall availability in May",
@@ -36,7 +36,7 @@ CORPUS = [
 @pytest.fixture
 async def node(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
     settings = make_settings(tmp_path, database_url, **{"embedder.provider": "hashing"})
-    service = vector_node(settings)
+    service = build_service(settings)
     fast_processor(service)
     await service.start()
     try:
@@ -295,7 +295,7 @@ async def test_tasks_are_stored_indexed_and_searchable(
 
 async def test_an_api_node_searches_without_indexing(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, None, **{"embedder.provider": "hashing"})
-    node = vector_node(settings, role="api")
+    node = build_service(settings, role="api")
     assert node.get("vector_processor") is None
     async with node:
         transport = httpx.ASGITransport(app=create_app(node))
