@@ -51,17 +51,7 @@ async def _collections(settings: Settings) -> list[dict[str, Any]]:
     try:
         items = []
         for name in await store.list_collections():
-            info = await store.collection_info(name)
-            items.append(
-                {
-                    "name": info.name,
-                    "points_count": info.points_count,
-                    "dimension": info.dimension,
-                    "distance": info.distance,
-                    "payload_indexes": info.payload_indexes,
-                    "backend": info.backend,
-                }
-            )
+            items.append((await store.collection_info(name)).as_dict())
         return items
     finally:
         await store.close()

@@ -218,6 +218,8 @@ class VectorProcessorSettings(Section):
     lease_seconds: Seconds = 120.0
     poll_interval: Seconds = 1.0
     optimize_after: int = Field(1000, ge=1)
+    # qdrant-edge-py holds the GIL while it optimises (seconds per 10k points): every coroutine
+    # of the process waits, so wait for a quiet spell rather than optimise between two bursts.
     optimize_quiet_seconds: Seconds = 5.0
 
 

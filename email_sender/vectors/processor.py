@@ -27,7 +27,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -37,7 +36,7 @@ from email_sender.db.engine import Database
 from email_sender.db.schema import emails
 from email_sender.errors import EmailSenderError, EmbedderUnavailable, VectorStoreUnavailable
 from email_sender.managers import Health, State
-from email_sender.settings import Settings
+from email_sender.settings import VectorProcessorSettings
 from email_sender.vectors.managers import EmbedderManager, QdrantManager
 from email_sender.vectors.payloads import EMAIL_COLUMNS, email_document, email_points
 from email_sender.vectors.store import VectorStore
@@ -45,34 +44,6 @@ from email_sender.vectors.store import VectorStore
 logger = logging.getLogger(__name__)
 
 BACKLOG_REFRESH_SECONDS = 2.0
-
-
-@dataclass
-class ProcessorOptions:
-    """Tuning of the indexing loop (config section ``vector_processor``)."""
-
-    batch_size: int = 64
-    max_attempts: int = 8
-    backoff_base: float = 2.0
-    backoff_max: float = 600.0
-    outage_backoff_max: float = 30.0
-    lease_seconds: float = 120.0
-    poll_interval: float = 1.0
-    optimize_after: int = 1000
-    # qdrant-edge-py holds the GIL while it optimises (seconds per 10k points): every coroutine
-    # of the process waits, so wait for a quiet spell rather than optimise between two bursts.
-    optimize_quiet_seconds: float = 5.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ProcessorOptions:
-        section = getattr(settings, "vector_processor", None)
-        defaults = cls()
-        return cls(
-            **{
-                name: getattr(section, name, getattr(defaults, name))
-                for name in cls.__dataclass_fields__
-            }
-        )
 
 
 class VectorProcessor:
@@ -88,14 +59,14 @@ class VectorProcessor:
         embedder: EmbedderManager,
         *,
         collection: str,
-        options: ProcessorOptions | None = None,
+        options: VectorProcessorSettings | None = None,
         tasks: Any = None,
     ) -> None:
         self.db = db
         self.qdrant = qdrant
         self.embedder = embedder
         self.collection = collection
-        self.options = options or ProcessorOptions()
+        self.options = options or VectorProcessorSettings()
         self.tasks = tasks  # a TaskService whose pending tasks are indexed too
         self._task: asyncio.Task[None] | None = None
         self._optimizing: asyncio.Task[None] | None = None

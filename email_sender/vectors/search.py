@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,24 +45,6 @@ _QDRANT_FILTER_KEYS = frozenset({"must", "should", "must_not", "min_should"})
 _RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
 
 
-@dataclass(frozen=True)
-class DedupeOptions:
-    """The near-duplicate guard (config section ``dedupe``)."""
-
-    enabled: bool = False
-    threshold: float = 0.95
-    window_days: float = 7.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DedupeOptions:
-        section = getattr(settings, "dedupe", None)
-        return cls(
-            enabled=bool(getattr(section, "enabled", cls.enabled)),
-            threshold=float(getattr(section, "threshold", cls.threshold)),
-            window_days=float(getattr(section, "window_days", cls.window_days)),
-        )
-
-
 class SearchService:
     def __init__(
         self,
@@ -76,7 +57,7 @@ class SearchService:
         self.qdrant = qdrant
         self.embedder = embedder
         self.collection = settings.collections.emails
-        self.dedupe = DedupeOptions.from_settings(settings)
+        self.dedupe = settings.dedupe
         cache = settings.vector_cache
         self._cache: TTLCache[tuple[str, str], np.ndarray] | None = (
             TTLCache(maxsize=cache.max_size, ttl=cache.ttl) if cache.max_size > 0 else None

@@ -28,7 +28,7 @@ import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -68,6 +68,10 @@ class CollectionInfo:
     distance: str
     payload_indexes: dict[str, str]
     backend: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The shape the API and the CLI show: Qdrant's collection fields, plus the backend."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email_sender.service import Service
 from email_sender.vectors.managers import EmbedderManager, QdrantManager
-from email_sender.vectors.processor import ProcessorOptions, VectorProcessor
+from email_sender.vectors.processor import VectorProcessor
 from email_sender.vectors.search import SearchService
 
 
@@ -30,7 +30,8 @@ def add_vectors(service: Service, *, with_processor: bool = True) -> None:
             qdrant,
             embedder,
             collection=settings.collections.emails,
-            options=ProcessorOptions.from_settings(settings),
+            # A copy: each processor may be tuned on its own.
+            options=settings.vector_processor.model_copy(),
             tasks=searcher.tasks,
         )
         service.add(processor)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from email_sender.api.deps import ReadScope
 from email_sender.vectors.managers import QdrantManager
 from email_sender.vectors.search import translate_qdrant_filter
-from email_sender.vectors.store import CollectionInfo, VectorStore
+from email_sender.vectors.store import VectorStore
 
 router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
 
@@ -21,17 +21,6 @@ async def _store(request: Request) -> VectorStore:
     if qdrant is None:
         raise HTTPException(503, "this node runs no vector store")
     return await qdrant.ready_store()
-
-
-def _view(info: CollectionInfo) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "points_count": info.points_count,
-        "dimension": info.dimension,
-        "distance": info.distance,
-        "payload_indexes": info.payload_indexes,
-        "backend": info.backend,
-    }
 
 
 class PointsSearchIn(BaseModel):
@@ -47,14 +36,15 @@ class PointsSearchIn(BaseModel):
 async def list_collections(request: Request, _: ReadScope) -> dict[str, Any]:
     """Every collection with its points, dimension, distance, indexes and backend."""
     store = await _store(request)
-    items = [_view(await store.collection_info(name)) for name in await store.list_collections()]
+    names = await store.list_collections()
+    items = [(await store.collection_info(name)).as_dict() for name in names]
     return {"items": items, "next_cursor": None}
 
 
 @router.get("/{name}")
 async def get_collection(name: str, request: Request, _: ReadScope) -> dict[str, Any]:
     """One collection: points, dimension, distance, payload indexes, backend."""
-    return _view(await (await _store(request)).collection_info(name))
+    return (await (await _store(request)).collection_info(name)).as_dict()
 
 
 @router.post("/{name}/points/search")
