@@ -141,11 +141,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 async def service(settings: Settings) -> AsyncIterator[Service]:
     node = build_service(settings)
-    await node.start()
-    try:
+    async with node:
         yield node
-    finally:
-        await node.stop()
 
 
 @asynccontextmanager

@@ -23,11 +23,8 @@ async def service(settings: Any) -> Any:
     # A body limit above the attachment limit, so the attachment rule itself is exercised.
     settings.server.max_body_bytes = 64 * 1024 * 1024
     node = build_service(settings, role="api")
-    await node.start()
-    try:
+    async with node:
         yield node
-    finally:
-        await node.stop()
 
 
 def email(**fields: Any) -> dict[str, Any]:

@@ -38,11 +38,8 @@ async def node(
         tmp_path, database_url, **FAST_RETRIES, **{"smtp.relays": [relay(smtp_server)]}
     )
     service = build_service(settings)
-    await service.start()
-    try:
+    async with service:
         yield service
-    finally:
-        await service.stop()
 
 
 @pytest.fixture

@@ -29,11 +29,8 @@ async def node(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
     service = build_service(settings)
     install_flaky_store(service)
     fast_processor(service)
-    await service.start()
-    try:
+    async with service:
         yield service
-    finally:
-        await service.stop()
 
 
 @pytest.fixture

@@ -38,11 +38,8 @@ async def node(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
     settings = make_settings(tmp_path, database_url, **{"embedder.provider": "hashing"})
     service = build_service(settings)
     fast_processor(service)
-    await service.start()
-    try:
+    async with service:
         yield service
-    finally:
-        await service.stop()
 
 
 @pytest.fixture
