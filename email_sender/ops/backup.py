@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import Column, Table, delete, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from email_sender import __version__
-from email_sender.db.engine import Database
+from email_sender.db.engine import Database, upgrade
 from email_sender.db.schema import metadata
 from email_sender.errors import IntegrityError, NotFound, ValidationError
 from email_sender.ops.migrate import migrate
@@ -338,7 +339,11 @@ async def _restore_sql(db: Database, folder: Path, manifest: dict[str, Any]) -> 
         target = Path(db.url.split(":///", 1)[1])
         await db.stop()  # our own pooled connection must not hold the file during the copy
         await asyncio.to_thread(_sqlite_restore, folder / SQLITE_FILE, target)
+        async with db.transaction() as connection:
+            await reset_sequences(connection)
         return
+    # An empty database gets the tables first: restoring into a fresh one is a normal case.
+    await upgrade(db.engine)
     async with db.transaction() as connection:
         for table in reversed(metadata.sorted_tables):
             await connection.execute(delete(table))
@@ -353,9 +358,51 @@ async def _restore_sql(db: Database, folder: Path, manifest: dict[str, Any]) -> 
                         batch = []
                 if batch:
                     await connection.execute(insert(table), batch)
+        # Rows went in with their ids, which does not move the sequences: the next insert
+        # would take id 1 again and collide.
+        await reset_sequences(connection)
+
+
+def generated_id_columns(table: Table) -> list[Column[Any]]:
+    """The columns the database numbers itself (serial, identity or rowid alias)."""
+    return [column for column in table.columns
+            if column is table.autoincrement_column or column.identity is not None]
+
+
+async def reset_sequences(connection: AsyncConnection) -> dict[str, int]:
+    """Move every id sequence past the largest id in its table; answer the next id per table."""
+    dialect = connection.dialect.name
+    tracked: set[str] = set()
+    if dialect == "sqlite":
+        # Only AUTOINCREMENT tables keep a counter (in sqlite_sequence); the others reuse
+        # max(rowid) + 1, which a restore cannot get wrong.
+        has_counter = (await connection.execute(text(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
+        ))).first() is not None
+        if has_counter:
+            tracked = {row[0] for row in await connection.execute(
+                text("SELECT name FROM sqlite_sequence"))}
+    next_ids: dict[str, int] = {}
+    for table in metadata.sorted_tables:
+        for column in generated_id_columns(table):
+            largest = (await connection.execute(select(func.max(column)))).scalar() or 0
+            next_ids[f"{table.name}.{column.name}"] = int(largest) + 1
+            if dialect == "postgresql":
+                # is_called=false: the next nextval() answers exactly max + 1 (1 when empty).
+                await connection.execute(
+                    text("SELECT setval(pg_get_serial_sequence(:table, :column), :next, false)"),
+                    {"table": f'"{table.name}"', "column": column.name, "next": int(largest) + 1},
+                )
+            elif dialect == "sqlite" and table.name in tracked:
+                await connection.execute(
+                    text("UPDATE sqlite_sequence SET seq = max(seq, :largest) WHERE name = :table"),
+                    {"table": table.name, "largest": int(largest)},
+                )
+    return next_ids
 
 
 def _sqlite_restore(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as backup, \
             sqlite3.connect(target, timeout=30) as live:
         backup.backup(live)
