@@ -22,12 +22,14 @@ import functools
 import logging
 import operator
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
+import cachetools
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
@@ -49,6 +51,7 @@ MAX_EXPONENT = 256
 # stops long before it exhausts memory; this many times the output limit leaves room for
 # templates that transform a large variable a few times.
 BUILT_PER_OUTPUT_CHAR = 10
+COMPILED_CACHE_SIZE = 256
 
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 # Width and precision of printf-style (%) and str.format ({:...}) conversions.
@@ -107,6 +110,11 @@ class _Budget:
         self.limits = limits
         own_deadline = time.monotonic() + limits.seconds
         self.deadline = own_deadline if deadline is None else min(own_deadline, deadline)
+        self.out_of_time = (
+            f"took longer than {limits.seconds:g} s"
+            if self.deadline == own_deadline
+            else "the time for rendering this batch is spent"
+        )
         self.operations_left = limits.operations
         self.built_left = limits.max_output_chars * BUILT_PER_OUTPUT_CHAR
 
@@ -115,7 +123,7 @@ class _Budget:
         if self.operations_left < 0:
             raise _OverBudget(f"more than {self.limits.operations} operations")
         if time.monotonic() > self.deadline:
-            raise _OverBudget(f"took longer than {self.limits.seconds:g} s")
+            raise _OverBudget(self.out_of_time)
 
     def allow_size(self, size: int, what: str) -> None:
         """Refuse, before it is built, a value of ``size`` items."""
@@ -306,6 +314,12 @@ def _metered_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     return metered
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    wanted: frozenset[str]  # top-level variables the template reads
+    template: Template
+
+
 class TemplateRenderer:
     """Renders inline templates with ``StrictUndefined``; html is autoescaped, the rest is not."""
 
@@ -321,6 +335,11 @@ class TemplateRenderer:
         self._html = _LimitedSandbox(undefined=StrictUndefined, autoescape=True)
         # A batch shares one deadline across its emails: see within().
         self._deadline: float | None = None
+        # Compiling costs more than rendering; a campaign sends one template many times.
+        self._cache: cachetools.LRUCache[tuple[bool, str], _Compiled] = cachetools.LRUCache(
+            COMPILED_CACHE_SIZE
+        )
+        self._cache_lock = threading.Lock()
 
     def within(self, deadline: float) -> TemplateRenderer:
         """This renderer, but every render also ends by ``deadline`` (time.monotonic())."""
@@ -341,17 +360,16 @@ class TemplateRenderer:
     def _render_part(
         self, part: Part, source: str, variables: Mapping[str, Any], budget: _Budget
     ) -> str:
-        env = self._html if part == "html" else self._plain
         field = f"template.{part}"
-        try:
-            tree = env.parse(source)
-        except TemplateSyntaxError as exc:
-            reason = f"syntax error at line {exc.lineno}: {exc.message}"
-            raise ValidationError(field, reason) from exc
-        _require_variables(tree, variables, env)
+        compiled = self._compile(part, source)
+        # Checked before rendering so the error names the first missing top-level variable
+        # even when the template would only reach it in a branch.
+        missing = sorted(name for name in compiled.wanted if name not in variables)
+        if missing:
+            raise ValidationError(f"variables.{missing[0]}", "missing template variable")
         token = _current_budget.set(budget)
         try:
-            return self._stream(env.from_string(tree).generate(**variables), field)
+            return self._stream(compiled.template.generate(**variables), field)
         except UndefinedError as exc:
             raise _undefined(exc, variables) from exc
         except _OverBudget as exc:
@@ -367,6 +385,27 @@ class TemplateRenderer:
         finally:
             _current_budget.reset(token)
 
+    def _compile(self, part: Part, source: str) -> _Compiled:
+        key = (part == "html", source)
+        with self._cache_lock:
+            compiled = self._cache.get(key)
+        if compiled is not None:
+            return compiled
+        env = self._html if part == "html" else self._plain
+        field = f"template.{part}"
+        try:
+            tree = env.parse(source)
+            wanted = frozenset(meta.find_undeclared_variables(tree) - set(env.globals))
+            compiled = _Compiled(wanted, env.from_string(tree))
+        except TemplateSyntaxError as exc:
+            reason = f"syntax error at line {exc.lineno}: {exc.message}"
+            raise ValidationError(field, reason) from exc
+        except Exception as exc:  # e.g. RecursionError on absurdly nested expressions
+            raise ValidationError(field, f"cannot compile: {type(exc).__name__}") from exc
+        with self._cache_lock:
+            self._cache[key] = compiled
+        return compiled
+
     def _stream(self, chunks: Iterator[str], field: str) -> str:
         # Counted chunk by chunk, so that a loop printing forever stops at the limit.
         budget = _budget()
@@ -381,17 +420,6 @@ class TemplateRenderer:
                 )
             output.append(chunk)
         return "".join(output)
-
-
-def _require_variables(
-    tree: nodes.Template, variables: Mapping[str, Any], env: SandboxedEnvironment
-) -> None:
-    # Checked before rendering so the error names the first missing top-level variable even
-    # when the template would only reach it in a branch.
-    wanted = meta.find_undeclared_variables(tree) - set(env.globals)
-    missing = sorted(name for name in wanted if name not in variables)
-    if missing:
-        raise ValidationError(f"variables.{missing[0]}", "missing template variable")
 
 
 def _undefined(exc: UndefinedError, variables: Mapping[str, Any]) -> ValidationError:
