@@ -3,10 +3,16 @@
 SQL is the source of truth, so this is always safe; it is how an operator recovers from a lost
 or corrupted store, or moves to another embedding model. Emails come in ``(created_at, id)``
 order, a keyset page at a time, so memory stays flat however many there are.
+
+Every row is marked ``pending`` before the collection is dropped, and a batch is marked
+``indexed`` only after its upsert succeeded: a run that stops half-way (an error, Ctrl-C, a
+crash) never leaves a row marked indexed that the store does not hold, and the vector processor
+indexes whatever is left once the reindex claim runs out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +23,7 @@ from sqlalchemy import Table, and_, func, or_, select, update
 
 from email_sender.db.engine import Database
 from email_sender.db.schema import emails, tasks
-from email_sender.errors import ValidationError
+from email_sender.errors import EmailSenderError, ValidationError
 from email_sender.settings import CollectionSettings
 from email_sender.vectors.embedders import Embedder
 from email_sender.vectors.factory import EMAIL_PAYLOAD_INDEXES, TASK_PAYLOAD_INDEXES
@@ -31,6 +37,10 @@ from email_sender.vectors.payloads import (
 from email_sender.vectors.store import VectorStore
 
 logger = logging.getLogger(__name__)
+
+# While a reindex runs, the processor leaves the rows it reset alone; after a crash it takes
+# them over once this has passed.
+REINDEX_CLAIM_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,34 @@ async def reindex(
     table = _table(collections, name)
     is_emails = table is emails
     started = time.perf_counter()
-    await store.delete_collection(name)
     indexes = EMAIL_PAYLOAD_INDEXES if is_emails else TASK_PAYLOAD_INDEXES
-    await store.ensure_collection(name, embedder.dimension, "Cosine", indexes)
+    await _mark_all_pending(db, table)
+    try:
+        await store.delete_collection(name)
+        await store.ensure_collection(name, embedder.dimension, "Cosine", indexes)
+        done = await _fill(db, store, embedder, table, name, batch_size, progress)
+        await store.optimize(name)
+    except BaseException:
+        # Rows not reached yet go back to the processor now rather than after the claim.
+        with contextlib.suppress(EmailSenderError):
+            await _release_claim(db, table)
+        raise
+    result = ReindexResult(name, done, time.perf_counter() - started)
+    logger.info("collection_reindexed", extra=result.as_dict())
+    return result
+
+
+async def _fill(
+    db: Database,
+    store: VectorStore,
+    embedder: Embedder,
+    table: Table,
+    name: str,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> int:
+    """Embed and upsert every row, a keyset page at a time; answer how many."""
+    is_emails = table is emails
     columns = EMAIL_COLUMNS if is_emails else TASK_COLUMNS
     done = 0
     after: tuple[float, str] | None = None
@@ -103,10 +138,7 @@ async def reindex(
         after = (rows[-1].created_at, str(rows[-1].id))
         if progress is not None:
             progress(len(rows))
-    await store.optimize(name)
-    result = ReindexResult(name, done, time.perf_counter() - started)
-    logger.info("collection_reindexed", extra=result.as_dict())
-    return result
+    return done
 
 
 async def _mark_indexed(db: Database, table: Table, ids: list[str]) -> None:
@@ -115,6 +147,22 @@ async def _mark_indexed(db: Database, table: Table, ids: list[str]) -> None:
         values.update(vector_attempts=0, vector_next_at=0.0)
     async with db.transaction() as connection:
         await connection.execute(update(table).where(table.c.id.in_(ids)).values(**values))
+
+
+async def _mark_all_pending(db: Database, table: Table) -> None:
+    values: dict[str, Any] = {"vector_state": "pending"}
+    if table is emails:
+        values.update(vector_attempts=0, vector_next_at=time.time() + REINDEX_CLAIM_SECONDS)
+    async with db.transaction() as connection:
+        await connection.execute(update(table).values(**values))
+
+
+async def _release_claim(db: Database, table: Table) -> None:
+    if table is emails:
+        async with db.transaction() as connection:
+            await connection.execute(
+                update(emails).where(emails.c.vector_state == "pending").values(vector_next_at=0.0)
+            )
 
 
 def _table(collections: CollectionSettings, name: str) -> Table:
