@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from email_sender import metrics
 from email_sender.errors import EventBusError
 from email_sender.managers import Health, State
-from email_sender.settings import EventBusSettings
+from email_sender.settings import EventBusSettings, mask_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +163,8 @@ class MemoryEventBus(EventBus):
         """Deliver what is queued (bounded wait), then stop the workers."""
         if self._queue is not None and self._workers:
             try:
-                await asyncio.wait_for(self._queue.join(), timeout=5.0)
+                async with asyncio.timeout(5.0):
+                    await self._queue.join()
             except TimeoutError:
                 logger.warning("event_bus_stop_with_backlog", extra={"backlog": self.backlog()})
         for task in self._workers:
@@ -225,30 +228,68 @@ class RedisEventBus(EventBus):
 
     The stream is capped near ``buffer_size`` entries. The backlog is what this process has not
     read yet; purge moves every reader past the current end, and answers how many were skipped.
+
+    Start, stop and health are bounded and repeatable: a start with Redis down fails within
+    ``CONNECT_TIMEOUT`` and leaves nothing running, so a later start can succeed. Once running,
+    the reader outlives Redis outages (retried with backoff, reported by ``health``) and skips
+    entries it cannot decode (logged with their id and counted) instead of dying.
     """
 
     backend = "redis"
+    CONNECT_TIMEOUT = 3.0
+    STOP_TIMEOUT = 5.0
+    # Longer than the reader's blocking XREAD (1 s), so a silent Redis is noticed, not waited on.
+    SOCKET_TIMEOUT = 5.0
+    RETRY_FIRST = 0.1
+    RETRY_MAX = 5.0
 
     def __init__(self, settings: EventBusSettings) -> None:
         super().__init__(settings)
+        self.where = mask_secrets(settings.redis_url.get_secret_value())
         self._redis: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._last_id = "$"
         self._pending: asyncio.Queue[Event] = asyncio.Queue(settings.buffer_size)
         self._workers: list[asyncio.Task[None]] = []
+        self.malformed = 0
+        self.read_failures = 0
+        self._outage: str | None = None
+        self._outage_since: float | None = None
 
     async def start(self) -> None:
         import redis.asyncio as redis
-        from redis.exceptions import RedisError
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
-        self._redis = redis.from_url(self.settings.redis_url, socket_timeout=5)
+        if self._redis is not None:
+            await self.stop()
+        client: Any = redis.from_url(
+            self.settings.redis_url.get_secret_value(),
+            socket_timeout=self.SOCKET_TIMEOUT,
+            socket_connect_timeout=self.CONNECT_TIMEOUT,
+            # After an outage the pooled connections are dead: one retry on a fresh connection
+            # instead of a dropped event per stale connection.
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
+        )
         try:
-            await self._redis.ping()
-            last = await self._redis.xrevrange(self.settings.stream, count=1)
-        except (RedisError, OSError) as exc:
-            await self._redis.aclose()
-            raise EventBusError(f"cannot reach Redis at {self.settings.redis_url}: {exc}") from exc
+            async with asyncio.timeout(self.CONNECT_TIMEOUT):
+                with self._redis_errors("cannot reach Redis"):
+                    await client.ping()
+                    last = await client.xrevrange(self.settings.stream, count=1)
+        except TimeoutError as exc:
+            await self._close_client(client)
+            raise EventBusError(
+                f"cannot reach Redis at {self.where}: no answer within {self.CONNECT_TIMEOUT:g} s"
+            ) from exc
+        except EventBusError:
+            await self._close_client(client)
+            raise
+        self._redis = client
         self._last_id = last[0][0].decode() if last else "0-0"
+        self._outage = self._outage_since = None
+        self._pending = asyncio.Queue(self.settings.buffer_size)
         self._reader = asyncio.create_task(self._read(), name="event-reader")
         self._workers = [
             asyncio.create_task(self._work(), name=f"event-worker-{n}")
@@ -256,67 +297,134 @@ class RedisEventBus(EventBus):
         ]
 
     async def stop(self) -> None:
+        """Stop the reader and workers and close the client; bounded, and safe to repeat."""
         tasks = [task for task in (self._reader, *self._workers) if task is not None]
+        self._reader, self._workers = None, []
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._reader, self._workers = None, []
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        if tasks:
+            _done, still_running = await asyncio.wait(tasks, timeout=self.STOP_TIMEOUT)
+            if still_running:
+                logger.warning(
+                    "event_bus_stop_timeout",
+                    extra={"tasks": sorted(task.get_name() for task in still_running)},
+                )
+        client, self._redis = self._redis, None
+        if client is not None:
+            await self._close_client(client)
+
+    async def _close_client(self, client: Any) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            async with asyncio.timeout(self.STOP_TIMEOUT):
+                await client.aclose()
+        except (TimeoutError, RedisError, OSError) as exc:
+            logger.warning("event_bus_close_failed", extra={"error": mask_secrets(str(exc))})
 
     async def health(self) -> Health:
-        from redis.exceptions import RedisError
-
+        """From the reader's own state, so it answers at once even while Redis hangs."""
         if self._redis is None:
             return Health(State.STOPPED)
-        try:
-            await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            return Health(State.DEGRADED, "Redis unreachable", str(exc))
         if self._reader is None or self._reader.done():
-            return Health(State.DEGRADED, "stream reader stopped", self.last_error)
+            return Health(State.FAILED, "stream reader stopped", self.last_error)
+        if self._outage is not None:
+            down_for = time.monotonic() - (self._outage_since or time.monotonic())
+            return Health(
+                State.DEGRADED,
+                f"Redis at {self.where} unreachable for {down_for:.0f} s, retrying",
+                self._outage,
+            )
         return Health(State.RUNNING, f"backlog {self.backlog()}", self.last_error)
 
-    async def publish_event(self, event: Event) -> bool:
-        from redis.exceptions import RedisError
+    def stats(self) -> dict[str, Any]:
+        return {
+            **super().stats(),
+            "malformed": self.malformed,
+            "read_failures": self.read_failures,
+            "redis": "unreachable" if self._outage is not None else "ok",
+        }
 
+    async def publish_event(self, event: Event) -> bool:
         if self._redis is None:
             raise EventBusError("the event bus is not started")
         try:
-            await asyncio.wait_for(
-                self._redis.xadd(
-                    self.settings.stream,
-                    {"event": event.to_json()},
-                    maxlen=self.settings.buffer_size,
-                    approximate=True,
-                ),
-                self.settings.publish_timeout,
-            )
-        except (TimeoutError, RedisError, OSError) as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            async with asyncio.timeout(self.settings.publish_timeout):
+                with self._redis_errors("cannot publish to Redis"):
+                    await self._redis.xadd(
+                        self.settings.stream,
+                        {"event": event.to_json()},
+                        maxlen=self.settings.buffer_size,
+                        approximate=True,
+                    )
+        except (TimeoutError, EventBusError) as exc:
+            self.last_error = str(exc) or f"no answer within {self.settings.publish_timeout:g} s"
             self._count_dropped("redis_unavailable")
-            logger.warning("event_dropped", extra={"event_type": event.type, "error": str(exc)})
+            logger.warning(
+                "event_dropped", extra={"event_type": event.type, "error": self.last_error}
+            )
             return False
         self._count_published(event)
         return True
 
-    async def _read(self) -> None:
+    @contextmanager
+    def _redis_errors(self, doing: str) -> Iterator[None]:
+        """The one place where redis-py errors become ours, the URL's password masked."""
         from redis.exceptions import RedisError
 
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            reason = mask_secrets(f"{type(exc).__name__}: {exc}")
+            raise EventBusError(f"{doing} at {self.where}: {reason}") from exc
+
+    async def _read(self) -> None:
+        """Read the stream for ever: outages are retried with backoff, bad entries skipped."""
+        retry_in = self.RETRY_FIRST
         while True:
             try:
-                answer = await self._redis.xread(
-                    {self.settings.stream: self._last_id}, count=500, block=1000
-                )
-            except (RedisError, OSError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(1.0)
+                with self._redis_errors("cannot read the stream"):
+                    answer = await self._redis.xread(
+                        {self.settings.stream: self._last_id}, count=500, block=1000
+                    )
+            except EventBusError as exc:
+                self._read_failed(str(exc))
+                await asyncio.sleep(retry_in * random.uniform(0.8, 1.2))
+                retry_in = min(retry_in * 2, self.RETRY_MAX)
                 continue
+            if self._outage is not None:
+                logger.info("event_bus_redis_recovered", extra={"redis": self.where})
+                self._outage = self._outage_since = None
+            retry_in = self.RETRY_FIRST
             for _stream, entries in answer or ():
                 for entry_id, fields in entries:
                     self._last_id = entry_id.decode()
-                    await self._pending.put(Event.from_json(fields[b"event"]))
+                    event = self._decode(self._last_id, fields)
+                    if event is not None:
+                        await self._pending.put(event)
+
+    def _read_failed(self, reason: str) -> None:
+        self.read_failures += 1
+        self.last_error = reason
+        if self._outage is None:
+            self._outage_since = time.monotonic()
+            logger.warning("event_bus_redis_unreachable", extra={"error": reason})
+        self._outage = reason
+
+    def _decode(self, entry_id: str, fields: dict[bytes, bytes]) -> Event | None:
+        """The entry's event, or None (logged and counted) when it is not one of ours."""
+        try:
+            return Event.from_json(fields[b"event"])
+        except (KeyError, ValueError, TypeError) as exc:
+            # Another writer, an older version or a hand-made XADD: skip it, keep reading.
+            self.malformed += 1
+            self._count_dropped("malformed")
+            logger.warning(
+                "event_malformed",
+                extra={"entry_id": entry_id, "stream": self.settings.stream,
+                       "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return None
 
     async def _work(self) -> None:
         while True:
@@ -333,9 +441,10 @@ class RedisEventBus(EventBus):
             self._pending.task_done()
             count += 1
         if self._redis is not None:
-            unread = await self._redis.xrange(self.settings.stream, min=f"({self._last_id}")
-            count += len(unread)
-            await self._redis.xtrim(self.settings.stream, maxlen=0)
+            with self._redis_errors("cannot purge the stream"):
+                unread = await self._redis.xrange(self.settings.stream, min=f"({self._last_id}")
+                count += len(unread)
+                await self._redis.xtrim(self.settings.stream, maxlen=0)
             if unread:
                 self._last_id = unread[-1][0].decode()
         self._count_dropped("purged", count)

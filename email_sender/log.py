@@ -3,6 +3,8 @@
 Modules log events, not prose: ``logger.info("email_sent", extra={"email_id": ..., ...})``.
 The first argument is the stable event name; ``extra`` carries the fields. Each line has
 ``timestamp, level, component, event, message, request_id, duration_ms`` and the given fields.
+Every line goes through :func:`~email_sender.settings.mask_secrets` last, so a URL password in a
+message, a field or a library's traceback never reaches a file or the terminal.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from email_sender.settings import mask_secrets
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -49,7 +53,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return mask_secrets(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -62,7 +66,7 @@ class TextFormatter(logging.Formatter):
         line += record.getMessage() + (f" {extras}" if extras else "")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return mask_secrets(line)
 
 
 def _event_name(record: logging.LogRecord) -> str:

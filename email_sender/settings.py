@@ -1,8 +1,11 @@
 """The configuration tree: a YAML file, overridden by ``EMAIL_SENDER__SECTION__KEY`` variables.
 
-Settings are built by :func:`load_settings`, never at import time. Secrets are ``SecretStr`` so
-no repr, log line or ``config show`` leaks them. Every section forbids unknown keys, so a typo is
-an error naming its path instead of a silently ignored value.
+Settings are built by :func:`load_settings`, never at import time. Secrets are ``SecretStr`` and
+URLs that may carry a password are ``SecretUrl``, so no repr, log line, error, backup or
+``config show`` leaks them: :meth:`Settings.masked` is the one rendering for people and backups,
+:func:`mask_secrets` the one scrubber for text that quotes a URL (driver errors, log lines).
+Every section forbids unknown keys, so a typo is an error naming its path instead of a silently
+ignored value.
 """
 
 from __future__ import annotations
@@ -46,6 +49,32 @@ def _parse_duration(value: Any) -> Any:
     return value
 
 
+MASK = "**********"
+
+# ``scheme://user:password@host``: the password runs to the last ``@`` before the path, as
+# urllib and redis-py read it, so a password holding an unencoded ``@`` is masked whole.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s'\"]*):[^/\s\"]*@")
+# DSN query parameters that carry a credential (asyncpg and libpq accept ``?password=``).
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&](?:password|passwd|pass|api_key|apikey|token|secret)=)[^&\s\"]+",
+    re.IGNORECASE,
+)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every URL password and credential query parameter replaced by ``MASK``."""
+    text = _URL_PASSWORD.sub(rf"\g<head>:{MASK}@", text)
+    return _QUERY_SECRET.sub(rf"\g<head>{MASK}", text)
+
+
+class SecretUrl(SecretStr):
+    """A URL that may carry a password: shown with the password masked, read with
+    ``get_secret_value()`` only where a connection is made."""
+
+    def _display(self) -> str:
+        return mask_secrets(self.get_secret_value())
+
+
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError("must be > 0")
@@ -63,7 +92,7 @@ class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    shutdown_timeout: Seconds = 15.0
+    shutdown_grace: Seconds = 15.0
 
 
 class MetricsSettings(Section):
@@ -82,15 +111,16 @@ class MetricsSettings(Section):
 
 
 class DatabaseSettings(Section):
-    # May carry a password: kept out of repr; config show masks it.
-    url: str | None = Field(None, repr=False)
+    url: SecretUrl | None = None
     pool_size: int = Field(10, ge=1, le=1000)
     echo: bool = False
 
-    @field_validator("url")
+    @field_validator("url", mode="before")
     @classmethod
-    def _known_driver(cls, value: str | None) -> str | None:
-        if value is None:
+    def _known_driver(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
             return value
         if value.startswith("postgresql://") or value.startswith("postgres://"):
             return "postgresql+asyncpg://" + value.split("://", 1)[1]
@@ -104,7 +134,7 @@ class DatabaseSettings(Section):
 
     @property
     def is_sqlite(self) -> bool:
-        return (self.url or "").startswith("sqlite")
+        return self.url is None or self.url.get_secret_value().startswith("sqlite")
 
 
 class RelaySettings(Section):
@@ -129,6 +159,8 @@ class CaptureSinkSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(1025, ge=0, le=65535)
     max_messages: int = Field(10_000, ge=1)
+    max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="larger: 552")
+    max_stored_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="oldest dropped first")
 
 
 class SmtpSettings(Section):
@@ -180,7 +212,9 @@ class MailSettings(Section):
 
 
 class QdrantSettings(Section):
-    url: str | None = None
+    # A plain string for the vector client; may hold a password, so kept out of repr and
+    # masked by ``Settings.masked`` like every string.
+    url: str | None = Field(None, repr=False)
     api_key: SecretStr | None = None
     path: Path | None = None
     prefer_grpc: bool = False
@@ -196,7 +230,7 @@ class EmbedderSettings(Section):
     provider: Literal["auto", "local", "openai", "hashing"] = "auto"
     model: str = "all-MiniLM-L6-v2"
     dimension: int | None = Field(None, ge=1, le=65536)
-    url: str | None = None
+    url: str | None = Field(None, repr=False)  # as qdrant.url
     api_key: SecretStr | None = None
     batch_size: int = Field(64, ge=1, le=4096)
     timeout: Seconds = 30.0
@@ -241,7 +275,7 @@ class EventBusSettings(Section):
     buffer_size: int = Field(10_000, ge=1)
     workers: int = Field(2, ge=1, le=256)
     publish_timeout: Seconds = 0.1
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: SecretUrl = SecretUrl("redis://127.0.0.1:6379/0")
     stream: str = "email_sender:events"
 
 
@@ -360,7 +394,10 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'email-sender.db'}"
+        """The real URL, password included: for making connections, never for showing."""
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.data_dir / 'email-sender.db'}"
 
     @property
     def qdrant_path(self) -> Path:
@@ -379,14 +416,29 @@ class Settings(BaseSettings):
         return not self.smtp.relays and self.smtp.capture_sink.enabled
 
     def masked(self) -> dict[str, Any]:
-        """The effective config as plain data, secrets shown as ``**********``."""
-        data = self.model_dump(mode="json", by_alias=True)
-        data["database"]["url"] = _mask_url(self.database_url)
+        """The effective config as plain data for people and backups: secrets shown as
+        ``MASK``, URLs with their password masked (the one rendering ``config show`` and
+        backups use)."""
+        data = _masked_value(self.model_dump(mode="python", by_alias=True))
+        data["database"]["url"] = mask_secrets(self.database_url)
         return data
 
 
-def _mask_url(url: str) -> str:
-    return re.sub(r"://([^:/@]+):([^@]+)@", r"://\1:**********@", url)
+def _masked_value(value: Any) -> Any:
+    if isinstance(value, SecretUrl):
+        return str(value)
+    if isinstance(value, SecretStr):
+        return MASK
+    if isinstance(value, dict):
+        return {key: _masked_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked_value(item) for item in value]
+    if isinstance(value, str):
+        # Any other string may be a URL someone wrote a password into (qdrant.url, ...).
+        return mask_secrets(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 _MESSAGES = {

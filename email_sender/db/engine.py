@@ -18,8 +18,9 @@ from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from email_sender.errors import DatabaseUnavailable, DuplicateKey, StoreError
+from email_sender.errors import Conflict, DatabaseUnavailable, DuplicateKey, StoreError
 from email_sender.managers import Health, State
+from email_sender.settings import mask_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -32,23 +33,56 @@ def translate_errors(url: str) -> Iterator[None]:
     try:
         yield
     except sa_exc.InterfaceError as exc:
-        raise DatabaseUnavailable(f"cannot reach the database at {_safe(url)}: {exc.orig}") from exc
+        raise DatabaseUnavailable(_unreachable(url, exc.orig)) from exc
     except sa_exc.OperationalError as exc:
         if "locked" in str(exc.orig):
-            raise StoreError(f"the database is busy: {exc.orig}") from exc
-        raise DatabaseUnavailable(f"cannot reach the database at {_safe(url)}: {exc.orig}") from exc
+            raise StoreError(_masked(f"the database is busy: {exc.orig}")) from exc
+        raise DatabaseUnavailable(_unreachable(url, exc.orig)) from exc
     except (OSError, ConnectionError) as exc:
-        raise DatabaseUnavailable(f"cannot reach the database at {_safe(url)}: {exc}") from exc
+        raise DatabaseUnavailable(_unreachable(url, exc)) from exc
     except sa_exc.IntegrityError as exc:
-        raise DuplicateKey(f"a unique key is already taken: {exc.orig}") from exc
+        if _is_unique_violation(exc.orig):
+            raise DuplicateKey(_masked(f"a unique key is already taken: {exc.orig}")) from exc
+        # A foreign key, NOT NULL or CHECK refusal is not a taken key, and retrying will not help.
+        raise Conflict(
+            _masked(f"the database refused the change (constraint): {exc.orig}"),
+            constraint="integrity",
+        ) from exc
     except sa_exc.SQLAlchemyError as exc:
-        raise StoreError(f"database error: {exc}") from exc
+        raise StoreError(_masked(f"database error: {exc}")) from exc
+
+
+_UNIQUE_SQLSTATE = "23505"  # PostgreSQL unique_violation
+_SQLITE_UNIQUE = ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+
+
+def _is_unique_violation(error: object) -> bool:
+    """Whether a driver's integrity error is a taken unique key (not a FK/NOT NULL/CHECK)."""
+    sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    if sqlstate:
+        return bool(sqlstate == _UNIQUE_SQLSTATE)
+    sqlite_name = getattr(error, "sqlite_errorname", None)
+    if sqlite_name:
+        return sqlite_name in _SQLITE_UNIQUE
+    return "UNIQUE constraint failed" in str(error)
+
+
+def _unreachable(url: str, error: object) -> str:
+    return _masked(f"cannot reach the database at {_safe(url)}: {error}")
+
+
+def _masked(message: str) -> str:
+    """Driver messages may quote the DSN (asyncpg does for a bad one): mask its password."""
+    return mask_secrets(message)
 
 
 def _safe(url: str) -> str:
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return mask_secrets(url)
 
 
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:

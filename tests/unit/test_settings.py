@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from email_sender.errors import ConfigError
-from email_sender.settings import load_settings
+from email_sender.log import JsonFormatter, TextFormatter
+from email_sender.settings import load_settings, mask_secrets
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -129,3 +130,87 @@ def test_example_config_is_valid_and_complete() -> None:
     for section in settings.model_dump(by_alias=True):
         if section != "data_dir":
             assert f"\n{section}:" in text, section
+
+
+CANARY = "canary-s3cr3t-XYZ"
+
+
+def test_urls_keep_their_real_value_for_connections_but_never_show_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EMAIL_SENDER__EVENT_BUS__REDIS_URL", f"redis://:{CANARY}@cache:6379/0")
+    path = write(
+        tmp_path,
+        f"database: {{url: 'postgresql://me:{CANARY}@db/mail'}}\n"
+        f"qdrant: {{url: 'http://q:{CANARY}@q:6333'}}\n"
+        f"embedder: {{url: 'https://e:{CANARY}@emb/v1'}}\n",
+    )
+    settings = load_settings(path)
+    assert settings.database_url == f"postgresql+asyncpg://me:{CANARY}@db/mail"
+    assert not settings.database.is_sqlite
+    redis_url = settings.event_bus.redis_url
+    assert redis_url.get_secret_value() == f"redis://:{CANARY}@cache:6379/0"
+    shown = (
+        str(settings.masked()) + repr(settings) + str(settings) + str(redis_url) + f"{redis_url}"
+        + settings.database.model_dump_json() + settings.event_bus.model_dump_json()
+    )
+    assert CANARY not in shown
+    masked = settings.masked()
+    # Only the password goes: the operator still sees where each URL points.
+    assert masked["database"]["url"] == "postgresql+asyncpg://me:**********@db/mail"
+    assert masked["event_bus"]["redis_url"] == "redis://:**********@cache:6379/0"
+    assert masked["qdrant"]["url"] == "http://q:**********@q:6333"
+    assert masked["embedder"]["url"] == "https://e:**********@emb/v1"
+
+
+def test_a_url_setting_can_be_assigned_and_stays_masked(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, overrides={"database.url": "sqlite:///x.db"})
+    assert settings.database_url == "sqlite+aiosqlite:///x.db"
+    assert settings.database.is_sqlite
+    settings.database.url = f"postgres://u:{CANARY}@h/db"  # type: ignore[assignment]
+    assert settings.database_url == f"postgresql+asyncpg://u:{CANARY}@h/db"
+    assert CANARY not in repr(settings.database) + str(settings.masked())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"redis://:{CANARY}@h:1/0", "redis://:**********@h:1/0"),
+        # An unencoded '@' in the password: masked up to the last one, as urllib reads it.
+        (f"redis://u:{CANARY}@x@h/0", "redis://u:**********@h/0"),
+        (
+            f"at postgresql+asyncpg://u:{CANARY}@h/db: refused",
+            "at postgresql+asyncpg://u:**********@h/db: refused",
+        ),
+        (
+            f"postgresql://h/db?user=u&password={CANARY}&ssl=1",
+            "postgresql://h/db?user=u&password=**********&ssl=1",
+        ),
+        (
+            f'{{"url": "redis://:{CANARY}@h", "to": "a@b.c"}}',
+            '{"url": "redis://:**********@h", "to": "a@b.c"}',
+        ),
+        ("smtp://relay:587 and mail to a@b.c", "smtp://relay:587 and mail to a@b.c"),
+    ],
+)
+def test_mask_secrets_in_text(text: str, expected: str) -> None:
+    assert mask_secrets(text) == expected
+
+
+def test_log_lines_never_carry_a_url_password() -> None:
+    import logging
+    import sys
+
+    record = logging.LogRecord(
+        "email_sender.events", logging.WARNING, __file__, 1,
+        "cannot reach redis://:%s@h:6379/0", (CANARY,), None,
+    )
+    record.url = f"postgresql://u:{CANARY}@db/mail"
+    try:
+        raise OSError(f"connect to redis://:{CANARY}@h failed")
+    except OSError:
+        record.exc_info = sys.exc_info()
+    for formatter in (JsonFormatter(), TextFormatter()):
+        line = formatter.format(record)
+        assert CANARY not in line
+        assert "**********" in line
