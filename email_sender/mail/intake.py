@@ -3,13 +3,21 @@
 A single email is committed in its own transaction before its id is returned. A batch validates
 every item on its own; the valid ones are committed together and the answer says, per item,
 what became of it.
+
+Validation that renders a template, and every batch, runs on a small pool of threads so that the
+event loop keeps serving meanwhile; rendering itself is bounded (see
+:mod:`email_sender.mail.templates`), and a batch renders within one shared deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
 
@@ -23,6 +31,22 @@ from email_sender.settings import MailSettings
 
 logger = logging.getLogger(__name__)
 
+# Few threads: a flood of heavy templates waits its turn instead of taking every core, and the
+# default executor that other parts use stays free. Threads start only when first needed.
+PREPARE_THREADS = 4
+# Wall time one batch may spend rendering templates, all its emails together.
+BATCH_RENDER_SECONDS = 5.0
+
+_prepare_pool = ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix="prepare")
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+async def _off_loop(func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_prepare_pool, functools.partial(func, *args, **kwargs))
+
 
 class Intake:
     def __init__(self, outbox: Outbox, bus: EventBus, limits: MailSettings) -> None:
@@ -35,7 +59,14 @@ class Intake:
         # Asked before a single email is committed: a reason to hold it, or None to queue it.
         self.guard: Callable[[PreparedEmail], Awaitable[dict[str, Any] | None]] | None = None
 
-    def prepare(self, data: EmailIn, idempotency_key: str | None = None) -> PreparedEmail:
+    def prepare(
+        self,
+        data: EmailIn,
+        idempotency_key: str | None = None,
+        *,
+        renderer: TemplateRenderer | None = None,
+    ) -> PreparedEmail:
+        """Apply every rule to ``data``; with a template, call it off the event loop."""
         if idempotency_key is not None:
             if data.idempotency_key is not None and data.idempotency_key != idempotency_key:
                 raise ValidationError(
@@ -43,13 +74,16 @@ class Intake:
                 )
             data = data.model_copy(update={"idempotency_key": idempotency_key})
         try:
-            return prepare_email(data, self.limits, renderer=self.renderer)
+            return prepare_email(data, self.limits, renderer=renderer or self.renderer)
         except ValidationError as exc:
             metrics.emails_rejected.labels(exc.code).inc()
             raise
 
     async def accept(self, data: EmailIn, *, idempotency_key: str | None = None) -> Accepted:
-        email = self.prepare(data, idempotency_key)
+        if data.template is None:  # no template: work in proportion to the request's size
+            email = self.prepare(data, idempotency_key)
+        else:
+            email = await _off_loop(self.prepare, data, idempotency_key)
         held = await self.guard(email) if self.guard is not None else None
         if held is not None:
             accepted = await self.outbox.accept(email, status=Status.HELD, held_reason=held)
@@ -68,16 +102,12 @@ class Intake:
         results: list[dict[str, Any]] = [{} for _ in items]
         plain: list[tuple[int, PreparedEmail]] = []
         keyed: list[tuple[int, PreparedEmail]] = []
-        for index, item in enumerate(items):
-            try:
-                email = self.prepare(EmailIn.model_validate(item))
-            except PydanticValidationError as exc:
-                results[index] = _rejection(index, _pydantic_problem(exc))
-                continue
-            except ValidationError as exc:
-                results[index] = _rejection(index, exc)
-                continue
-            (keyed if email.idempotency_key else plain).append((index, email))
+        prepared = await _off_loop(self._prepare_batch, items)
+        for index, outcome in enumerate(prepared):
+            if isinstance(outcome, ValidationError):
+                results[index] = _rejection(index, outcome)
+            else:
+                (keyed if outcome.idempotency_key else plain).append((index, outcome))
         created: list[Accepted] = []
         for (index, _email), accepted in zip(
             plain, await self.outbox.accept_many([email for _, email in plain]), strict=True
@@ -95,6 +125,19 @@ class Intake:
                 created.append(accepted)
         await self._announce(created)
         return results
+
+    def _prepare_batch(self, items: list[Any]) -> list[PreparedEmail | ValidationError]:
+        """Each item prepared, or why not; every template renders by one shared deadline."""
+        renderer = self.renderer.within(time.monotonic() + BATCH_RENDER_SECONDS)
+        outcomes: list[PreparedEmail | ValidationError] = []
+        for item in items:
+            try:
+                outcomes.append(self.prepare(EmailIn.model_validate(item), renderer=renderer))
+            except PydanticValidationError as exc:
+                outcomes.append(_pydantic_problem(exc))
+            except ValidationError as exc:
+                outcomes.append(exc)
+        return outcomes
 
     async def _announce(self, accepted: list[Accepted]) -> None:
         if not accepted:
