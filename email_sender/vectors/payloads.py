@@ -113,8 +113,8 @@ def email_payload(row: Any, embedding_model: str) -> dict[str, Any]:
     """The payload of an email point, without its checksum.
 
     ``status`` is the email's status when it was indexed: delivery does not rewrite payloads,
-    so search answers with the status SQL had then, and anything that must know the current
-    status (the near-duplicate guard) asks SQL.
+    so whatever must know the current status asks SQL (search resolves a ``status`` filter
+    there, and so does the near-duplicate guard).
     """
     return {
         "email_id": str(row.id),

@@ -4,6 +4,11 @@ Query texts are embedded once per ``vector_cache.ttl``: a TTL cache keyed by mod
 (``vector_cache.max_size`` entries, 0 turns it off) saves the embedder for repeated queries.
 Hits are joined with SQL for the subject and a snippet of the body, SQL being the source of truth.
 
+A point's ``status`` is the status the email had when it was indexed, and delivery changes it
+afterwards. A ``status`` filter is therefore answered by SQL, not by the payload: the store is
+asked for the nearest points under the other conditions, a growing page at a time, and SQL keeps
+those whose status is wanted now.
+
 The near-duplicate guard (``PreparedEmail.dedupe``, or config ``dedupe.enabled``) holds an email
 whose vector is within ``dedupe.threshold`` (cosine) of an email already *sent* to one of the same
 recipients in the last ``dedupe.window_days`` days. Payloads carry the status at index time, so
@@ -35,12 +40,24 @@ from email_sender.vectors.payloads import (
     email_document,
     snippet,
 )
-from email_sender.vectors.store import ScoredPoint, point_id
+from email_sender.vectors.store import (
+    MatchAny,
+    MatchValue,
+    ScoredPoint,
+    VectorStore,
+    check_limit,
+    parse_filter,
+    point_id,
+)
 from email_sender.vectors.tasks import TaskService
 
 logger = logging.getLogger(__name__)
 
 DEDUPE_CANDIDATES = 10
+# A status filter reads candidates in pages of limit x this, growing by the same factor, up to
+# STATUS_CANDIDATES_MAX points: past that, a status that rare is better asked of SQL directly.
+STATUS_OVERSAMPLE = 4
+STATUS_CANDIDATES_MAX = 10_000
 _QDRANT_FILTER_KEYS = frozenset({"must", "should", "must_not", "min_should"})
 _RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
 
@@ -100,7 +117,11 @@ class SearchService:
         started = time.perf_counter()
         query_vector = await self.query_vector(query, vector)
         store = await self.qdrant.ready_store()
-        hits = await store.search(self.collection, query_vector, limit=limit, filter=filter)
+        others, statuses = _split_status(filter)
+        if statuses is None:
+            hits = await store.search(self.collection, query_vector, limit=limit, filter=filter)
+        else:
+            hits = await self._search_current_status(store, query_vector, limit, others, statuses)
         results = await self._with_sql(hits)
         metrics.vector_search_duration.observe(time.perf_counter() - started)
         return results
@@ -156,12 +177,37 @@ class SearchService:
                 }
         return None
 
-    async def _sent_among(self, ids: list[str]) -> set[str]:
+    async def _search_current_status(
+        self,
+        store: VectorStore,
+        vector: np.ndarray | Sequence[float],
+        limit: int,
+        others: Mapping[str, Any],
+        statuses: tuple[str, ...],
+    ) -> list[ScoredPoint]:
+        """The ``limit`` nearest points under ``others`` whose email has one of ``statuses``
+        in SQL now."""
+        fetch = check_limit(limit) * STATUS_OVERSAMPLE
+        while True:
+            fetch = min(fetch, STATUS_CANDIDATES_MAX)
+            hits = await store.search(self.collection, vector, limit=fetch, filter=others or None)
+            wanted = await self._with_status([hit.id for hit in hits], statuses)
+            kept = [hit for hit in hits if hit.id in wanted]
+            if len(kept) >= limit or len(hits) < fetch or fetch >= STATUS_CANDIDATES_MAX:
+                return kept[:limit]
+            fetch *= STATUS_OVERSAMPLE
+
+    async def _with_status(self, ids: list[str], statuses: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
         async with self.db.connect() as connection:
             rows = await connection.execute(
-                select(emails.c.id).where(emails.c.id.in_(ids), emails.c.status == "sent")
+                select(emails.c.id).where(emails.c.id.in_(ids), emails.c.status.in_(statuses))
             )
             return {row.id for row in rows}
+
+    async def _sent_among(self, ids: list[str]) -> set[str]:
+        return await self._with_status(ids, ["sent"])
 
     async def _email_row(self, email_id: str) -> Any:
         async with self.db.connect() as connection:
@@ -199,6 +245,23 @@ class SearchService:
                 }
             )
         return results
+
+
+def _split_status(
+    spec: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], tuple[str, ...] | None]:
+    """The filter without ``status``, and the statuses it asked for (None: no status filter)."""
+    conditions = {condition.key: condition for condition in parse_filter(spec)}
+    wanted = conditions.get("status")
+    if wanted is None:
+        return dict(spec or {}), None
+    if isinstance(wanted, MatchValue) and isinstance(wanted.value, str):
+        statuses: tuple[str, ...] = (wanted.value,)
+    elif isinstance(wanted, MatchAny) and all(isinstance(v, str) for v in wanted.values):
+        statuses = tuple(str(v) for v in wanted.values)
+    else:
+        raise ValidationError("filter.status", "must be a status or a list of statuses")
+    return {key: value for key, value in (spec or {}).items() if key != "status"}, statuses
 
 
 def translate_qdrant_filter(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
