@@ -146,6 +146,8 @@ class MemoryEventBus(EventBus):
     """In-process bus: a bounded queue and ``workers`` tasks calling the handlers."""
 
     backend = "memory"
+    DRAIN_TIMEOUT = 5.0
+    STOP_TIMEOUT = 5.0
 
     def __init__(self, settings: EventBusSettings) -> None:
         super().__init__(settings)
@@ -153,6 +155,8 @@ class MemoryEventBus(EventBus):
         self._workers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        if self._workers:
+            await self.stop()
         self._queue = asyncio.Queue(self.settings.buffer_size)
         self._workers = [
             asyncio.create_task(self._work(), name=f"event-worker-{n}")
@@ -160,17 +164,21 @@ class MemoryEventBus(EventBus):
         ]
 
     async def stop(self) -> None:
-        """Deliver what is queued (bounded wait), then stop the workers."""
+        """Deliver what is queued (bounded wait), then stop the workers; safe to repeat."""
         if self._queue is not None and self._workers:
             try:
-                async with asyncio.timeout(5.0):
+                async with asyncio.timeout(self.DRAIN_TIMEOUT):
                     await self._queue.join()
             except TimeoutError:
                 logger.warning("event_bus_stop_with_backlog", extra={"backlog": self.backlog()})
-        for task in self._workers:
+        # The queue stays: a late publish during shutdown is buffered, not an error.
+        workers, self._workers = self._workers, []
+        for task in workers:
             task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
+        if workers:
+            _done, still_running = await asyncio.wait(workers, timeout=self.STOP_TIMEOUT)
+            if still_running:
+                logger.warning("event_bus_stop_timeout", extra={"tasks": len(still_running)})
 
     async def health(self) -> Health:
         if self._queue is None:
@@ -187,7 +195,8 @@ class MemoryEventBus(EventBus):
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             try:
-                await asyncio.wait_for(self._queue.put(event), self.settings.publish_timeout)
+                async with asyncio.timeout(self.settings.publish_timeout):
+                    await self._queue.put(event)
             except TimeoutError:
                 self._count_dropped("buffer_full")
                 logger.warning("event_dropped", extra={"event_type": event.type})

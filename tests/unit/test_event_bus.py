@@ -5,7 +5,7 @@ from email_sender.settings import EventBusSettings
 
 
 def bus(**values: object) -> MemoryEventBus:
-    return MemoryEventBus(EventBusSettings(**values))  # type: ignore[arg-type]
+    return MemoryEventBus(EventBusSettings(**values))
 
 
 async def test_subscribers_by_type_and_star() -> None:
@@ -111,3 +111,34 @@ async def test_a_failing_handler_is_counted_and_does_not_stop_others() -> None:
     await events.stop()
     assert seen == [1]
     assert events.stats()["handler_errors"] == 1
+
+
+async def test_start_stop_are_repeatable_and_bounded_with_a_stuck_handler() -> None:
+    events = bus(workers=2)
+    events.DRAIN_TIMEOUT = 0.2
+    events.STOP_TIMEOUT = 2.0
+    before = set(asyncio.all_tasks())
+    stuck = asyncio.Event()
+    seen: list[int] = []
+
+    async def handler(event: Event) -> None:
+        seen.append(event.data["n"])
+        if event.data["n"] == 0:
+            await stuck.wait()  # never set: stop must not wait for it for ever
+
+    events.subscribe("*", handler)
+    await events.start()
+    await events.start()  # a second start replaces the workers, it does not add to them
+    assert len(events._workers) == 2
+    await events.publish("tick", n=0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await events.stop()
+    assert loop.time() - started < 3.0
+    await events.stop()
+    assert {task for task in asyncio.all_tasks() if not task.done()} - before == set()
+    await events.start()
+    await events.publish("tick", n=1)
+    await events.stop()
+    assert seen == [0, 1]
+    assert {task for task in asyncio.all_tasks() if not task.done()} - before == set()
