@@ -79,7 +79,13 @@ class SearchService:
         self._cache: TTLCache[tuple[str, str], np.ndarray] | None = (
             TTLCache(maxsize=cache.max_size, ttl=cache.ttl) if cache.max_size > 0 else None
         )
-        self.tasks = TaskService(db, qdrant, embedder, collection=settings.collections.tasks)
+        self.tasks = TaskService(
+            db,
+            qdrant,
+            embedder,
+            collection=settings.collections.tasks,
+            options=settings.vector_processor.model_copy(),
+        )
 
     async def embed_query(self, text: str) -> np.ndarray:
         """The query's vector, from the cache when it was asked recently."""
