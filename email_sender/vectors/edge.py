@@ -58,6 +58,7 @@ from email_sender.vectors.store import (
     check_distance,
     check_limit,
     check_payload_indexes,
+    native_point_id,
     parse_filter,
     point_id,
     prepare_points,
@@ -190,7 +191,7 @@ class EdgeVectorStore:
         self, name: str, ids: Sequence[str], with_vectors: bool = False
     ) -> list[Point]:
         collection = await self._collection(name)
-        wanted: list[qe.PointId] = [point_id(value) for value in ids]
+        wanted: list[qe.PointId] = [native_point_id(point_id(value)) for value in ids]
         if not wanted:
             return []
         with self._engine_errors(name):
@@ -204,7 +205,7 @@ class EdgeVectorStore:
 
     async def delete(self, name: str, ids: Sequence[str], wait: bool = True) -> None:
         collection = await self._collection(name)
-        doomed: list[qe.PointId] = [point_id(value) for value in ids]
+        doomed: list[qe.PointId] = [native_point_id(point_id(value)) for value in ids]
         if not doomed:
             return
         with self._engine_errors(name):
@@ -389,7 +390,10 @@ def _schema_name(data_type: qe.PayloadSchemaType) -> str:
 def _write_points(
     shard: qe.EdgeShard, prepared: list[tuple[str, np.ndarray, dict]], wait: bool
 ) -> int:
-    points = [qe.Point(pid, vector.tolist(), payload) for pid, vector, payload in prepared]
+    points = [
+        qe.Point(native_point_id(pid), vector.tolist(), payload)
+        for pid, vector, payload in prepared
+    ]
     shard.update(qe.UpdateOperation.upsert_points(points))
     if wait:
         shard.flush()

@@ -47,6 +47,7 @@ from email_sender.vectors.store import (
     check_distance,
     check_limit,
     check_payload_indexes,
+    native_point_id,
     parse_filter,
     point_id,
     prepare_points,
@@ -203,7 +204,7 @@ class ServerVectorStore:
         if not prepared:
             return
         structs = [
-            models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
+            models.PointStruct(id=native_point_id(pid), vector=vector.tolist(), payload=payload)
             for pid, vector, payload in prepared
         ]
         with self._client_errors(name):
@@ -233,7 +234,7 @@ class ServerVectorStore:
     async def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False
     ) -> list[Point]:
-        wanted: list[models.ExtendedPointId] = [point_id(value) for value in ids]
+        wanted: list[models.ExtendedPointId] = [native_point_id(point_id(value)) for value in ids]
         check_collection_name(name)
         if not wanted:
             return []
@@ -244,7 +245,7 @@ class ServerVectorStore:
         return [_point(record, with_vectors) for record in records]
 
     async def delete(self, name: str, ids: Sequence[str], wait: bool = True) -> None:
-        doomed: list[models.ExtendedPointId] = [point_id(value) for value in ids]
+        doomed: list[models.ExtendedPointId] = [native_point_id(point_id(value)) for value in ids]
         check_collection_name(name)
         if not doomed:
             return

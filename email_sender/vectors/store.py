@@ -38,6 +38,7 @@ from email_sender.errors import DimensionMismatch, ValidationError
 DISTANCES = ("Cosine", "Dot", "Euclid", "Manhattan")
 PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool", "datetime", "text", "uuid", "geo")
 RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
+MAX_INTEGER_ID = 2**64 - 1
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -230,11 +231,26 @@ def check_dimension(dimension: int) -> int:
 
 
 def point_id(value: object) -> str:
-    """The canonical text form of a point id, which must be a UUID."""
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError as exc:
-        raise ValidationError("id", f"{value!r} is not a UUID") from exc
+    """The canonical text form of a point id: an unsigned 64-bit integer or a UUID, as Qdrant
+    allows. The service's own points are emails, whose ids are UUIDs; integer ids come from
+    collections made by other tools and must migrate all the same."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= MAX_INTEGER_ID:
+            return str(value)
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        if int(value) <= MAX_INTEGER_ID:
+            return str(int(value))
+    else:
+        try:
+            return str(uuid.UUID(str(value)))
+        except ValueError:
+            pass
+    raise ValidationError("id", f"{value!r} is not an unsigned 64-bit integer or a UUID")
+
+
+def native_point_id(canonical: str) -> int | str:
+    """What Qdrant's clients take for a canonical id: an int for integer ids, else the UUID."""
+    return int(canonical) if canonical.isdigit() else canonical
 
 
 def as_vector(vector: np.ndarray | Sequence[float] | None, expected: int) -> np.ndarray:

@@ -229,9 +229,34 @@ async def test_dimension_mismatch_is_refused_and_nothing_is_stored(
     assert await store.count(collection) == 0
 
 
-async def test_ids_must_be_uuids(store: VectorStore, collection: str) -> None:
-    with pytest.raises(ValidationError, match="not a UUID"):
-        await store.upsert(collection, [Point("email-1", unit(1), {})])
+@pytest.mark.parametrize("bad", ["email-1", "-1", str(2**64), "1.5", ""])
+async def test_ids_must_be_unsigned_integers_or_uuids(
+    store: VectorStore, collection: str, bad: str
+) -> None:
+    with pytest.raises(ValidationError, match="not an unsigned 64-bit integer or a UUID"):
+        await store.upsert(collection, [Point(bad, unit(1), {})])
+    assert await store.count(collection) == 0
+
+
+async def test_integer_ids_round_trip_beside_uuids(store: VectorStore, collection: str) -> None:
+    """Qdrant allows unsigned integer ids; collections made by other tools use them."""
+    uuid_point = email_point(unit(0, 1))
+    points = [Point("0", unit(1), {"n": 0}), Point(str(2**64 - 1), unit(1, 1), {"n": 1}),
+              uuid_point]
+    await store.upsert(collection, points)
+    got = await store.retrieve(collection, ["0", str(2**64 - 1), uuid_point.id],
+                               with_vectors=True)
+    assert sorted(point.id for point in got) == sorted(["0", str(2**64 - 1), uuid_point.id])
+    for point in got:
+        original = next(p for p in points if p.id == point.id)
+        assert point.payload == original.payload
+        assert np.allclose(point.vector, original.vector, atol=1e-6)  # type: ignore[arg-type]
+    hits = await store.search(collection, unit(1), limit=1)
+    assert hits[0].id == "0"
+    scrolled = [point.id async for batch in store.scroll(collection, 2) for point in batch]
+    assert sorted(scrolled) == sorted(p.id for p in points)
+    await store.delete(collection, ["0"])
+    assert await store.count(collection) == 2
 
 
 async def test_unknown_collection_is_not_found(store: VectorStore) -> None:
