@@ -12,9 +12,10 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -28,6 +29,9 @@ from email_sender.errors import ConfigError, EmailSenderError, PortInUse
 from email_sender.log import setup_logging
 from email_sender.progress import progress_bar
 from email_sender.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from email_sender.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -112,34 +116,82 @@ async def _serve(settings: Settings) -> None:
     from email_sender.api.server import ApiServer
     from email_sender.service import build_service
 
+    # Ports first (API, metrics, capture sink): a taken one is PortInUse, one line, exit 2.
     service = build_service(settings)
     serves_api = service.role in ("all", "api")
     if serves_api or settings.metrics.enabled:
-        service.add(ApiServer(service, depends_on=tuple(service.registry.names),
-                              serve_api=serves_api))
+        # Added last so it starts last, but depending on nothing: a degraded node still answers.
+        service.add(ApiServer(service, serve_api=serves_api))
     stop = asyncio.Event()
+    grace = settings.server.shutdown_grace
+
+    def request_stop() -> None:
+        if not stop.is_set():
+            _exit_after(grace)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, request_stop)
     if serves_api and not settings.security.api_keys:
         logger.warning(
             "no_api_keys",
             extra={"detail": "no security.api_keys configured: serving on loopback only"},
         )
-    await service.start()
+    starting = asyncio.create_task(service.start(), name="node-start")
+    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if starting.done():
+        if starting.exception() is not None:
+            await service.stop(timeout=grace * 0.9)
+            starting.result()
+        _announce(service, settings)
+        await stopping
+    else:
+        starting.cancel()  # a signal during start: what did start is stopped below
+    stopping.cancel()
+    logger.info("shutdown_requested", extra={"grace_s": grace})
+    # The bound holds whatever the node is doing; _exit_after is the backstop past it.
+    await service.stop(timeout=grace * 0.9)
+
+
+def _announce(service: Service, settings: Settings) -> None:
     server = service.get("api") or service.get("metrics")
     ports = server.info() if server is not None else {}
+    failing = [
+        f"{status.name} ({status.last_error})"
+        for status in service.registry.statuses()
+        if status.state.value == "failed"
+    ]
     print(
         f"email-sender {__version__} ({service.role})"
         + (f" serving http://{settings.server.host}:{ports['api']}" if "api" in ports else "")
         + (f", metrics on :{ports['metrics']}" if "metrics" in ports else "")
-        + f", data in {settings.data_dir}",
+        + f", data in {settings.data_dir}"
+        + (f"; degraded, retrying: {', '.join(failing)}" if failing else ""),
         file=sys.stderr,
         flush=True,
     )
-    await stop.wait()
-    logger.info("shutdown_requested")
-    await service.stop()
+
+
+def _exit_after(grace: float) -> None:
+    """Leave the process ``grace`` seconds from now even if something refuses to stop.
+
+    The stop itself is bounded, but closing the event loop awaits leftover tasks and executor
+    threads without a bound; this timer thread is what makes the bound hold for the process.
+    """
+
+    def force() -> None:
+        print(
+            f"error: shutdown took longer than server.shutdown_grace ({grace:g} s); exiting",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(1)
+
+    timer = threading.Timer(grace, force)
+    timer.daemon = True
+    timer.start()
 
 
 @app.command()

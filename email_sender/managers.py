@@ -3,7 +3,12 @@
 A manager has a ``name``, the names it ``depends_on``, ``start()``, ``stop()``, ``health()`` and
 ``info()``. The registry starts managers in dependency order and stops them in reverse. A manager
 whose start fails is marked failed with its error; the others go on (those that depend on it are
-marked failed too, since they cannot run without it).
+marked failed too, "blocked", since they cannot run without it). Failed managers are started
+again by ``restart_due`` with an exponential, capped backoff, so a node heals when what it
+depends on comes back.
+
+Every call into a manager is bounded (``run_bounded``): a start, stop or health probe that does
+not answer in time is given up on, so no manager can hold a node's start, health or stop.
 """
 
 from __future__ import annotations
@@ -12,13 +17,18 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from email_sender.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# The least a manager gets to stop once the overall stop deadline has passed.
+MIN_STOP_SECONDS = 0.05
 
 
 class State(enum.StrEnum):
@@ -28,6 +38,10 @@ class State(enum.StrEnum):
     DEGRADED = "degraded"
     FAILED = "failed"
     STOPPING = "stopping"
+
+
+# States in which a manager serves what depends on it.
+USABLE = (State.RUNNING, State.DEGRADED)
 
 
 @dataclass
@@ -60,6 +74,9 @@ class ManagerStatus:
     since: float = field(default_factory=time.time)
     last_error: str | None = None
     detail: str = ""
+    # Failed starts in a row, and when (epoch seconds) the next one is tried.
+    start_failures: int = 0
+    next_retry_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,17 +85,72 @@ class ManagerStatus:
             "since": self.since,
             "last_error": self.last_error,
             "detail": self.detail,
+            "start_failures": self.start_failures,
+            "next_retry_at": self.next_retry_at,
         }
 
 
-class Registry:
-    """Starts managers in dependency order, stops them in reverse, isolates failures."""
+async def run_bounded(awaitable: Awaitable[T], seconds: float, *, name: str = "bounded") -> T:
+    """Await ``awaitable`` for at most ``seconds``; raise ``TimeoutError`` after that.
 
-    def __init__(self, managers: Iterable[Manager] = (), *, start_timeout: float = 30.0) -> None:
+    It runs in a task of its own, and the caller waits on that task with ``asyncio.wait``, which
+    returns at the deadline whatever the task does. ``asyncio.wait_for`` instead waits for the
+    cancelled task to finish, and on Python 3.11 it can lose a cancellation that races with
+    completion: one swallowed ``CancelledError`` and the caller hangs. Here a task that ignores
+    its cancellation is left behind (and logged), never waited for.
+    """
+    task = asyncio.ensure_future(awaitable)
+    task.set_name(name)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(seconds, 0.0))
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_reap)
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(_reap)
+        raise TimeoutError(f"{name} gave no answer in {seconds:g} s")
+    return task.result()
+
+
+def _reap(task: asyncio.Future[Any]) -> None:
+    """Collect the outcome of a task given up on, so that it is logged rather than lost."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("abandoned_task_failed", extra={"error": _describe(task.exception())})
+
+
+@dataclass
+class _Probe:
+    task: asyncio.Task[Health]
+    started: float
+
+
+class Registry:
+    """Starts managers in dependency order, stops them in reverse, isolates failures, heals."""
+
+    def __init__(
+        self,
+        managers: Iterable[Manager] = (),
+        *,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
+        probe_timeout: float = 5.0,
+        retry_initial: float = 1.0,
+        retry_max: float = 60.0,
+    ) -> None:
         self._managers: dict[str, Manager] = {}
         self._status: dict[str, ManagerStatus] = {}
         self._started: list[str] = []
+        self._probes: dict[str, _Probe] = {}
+        # Monotonic time at which each failed manager may be started again.
+        self._retry_due: dict[str, float] = {}
+        self._closing = False
         self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.probe_timeout = probe_timeout
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
         for manager in managers:
             self.add(manager)
 
@@ -99,7 +171,7 @@ class Registry:
         return list(self._managers)
 
     def order(self) -> list[str]:
-        """Names in start order: every manager after what it depends on."""
+        """Names in start order: every manager after what it depends on, else as added."""
         ordered: list[str] = []
         visiting: set[str] = set()
 
@@ -128,71 +200,180 @@ class Registry:
         if error is not None:
             status.last_error = error
 
+    # Start, retry, stop
+
     async def start(self) -> None:
+        self._closing = False
         for name in self.order():
             await self._start_one(name)
 
-    async def _start_one(self, name: str) -> None:
-        manager = self._managers[name]
-        broken = [
+    def _blockers(self, name: str) -> list[str]:
+        return [
             dependency
-            for dependency in manager.depends_on
-            if self._status[dependency].state not in (State.RUNNING, State.DEGRADED)
+            for dependency in self._managers[name].depends_on
+            if self._status[dependency].state not in USABLE
         ]
-        if broken:
-            self._set(name, State.FAILED, f"dependency not running: {', '.join(broken)}")
-            logger.error("manager_blocked", extra={"manager": name, "dependencies": broken})
-            return
+
+    async def _start_one(self, name: str) -> bool:
+        manager = self._managers[name]
+        status = self._status[name]
+        blockers = self._blockers(name)
+        if blockers:
+            # No backoff of its own: it is tried again as soon as what it needs runs.
+            self._set(name, State.FAILED, f"dependency not running: {', '.join(blockers)}")
+            self._retry_due[name] = 0.0
+            status.next_retry_at = None
+            logger.error("manager_blocked", extra={"manager": name, "dependencies": blockers})
+            return False
         self._set(name, State.STARTING)
         try:
-            await asyncio.wait_for(manager.start(), self.start_timeout)
+            await run_bounded(manager.start(), self.start_timeout, name=f"start:{name}")
         except Exception as exc:  # a manager's failure must not take the node down
+            status.start_failures += 1
+            delay = min(self.retry_max, self.retry_initial * 2 ** (status.start_failures - 1))
+            self._retry_due[name] = time.monotonic() + delay
+            status.next_retry_at = time.time() + delay
             self._set(name, State.FAILED, _describe(exc))
-            logger.exception("manager_start_failed", extra={"manager": name})
-            return
+            logger.error(
+                "manager_start_failed",
+                extra={
+                    "manager": name,
+                    "error": _describe(exc),
+                    "attempt": status.start_failures,
+                    "retry_in_s": delay,
+                },
+            )
+            return False
+        if self._closing:
+            # The node began to stop while this manager was starting: it must not outlive it.
+            await self._stop_one(name, self.stop_timeout)
+            return False
+        status.start_failures = 0
+        status.next_retry_at = None
+        self._retry_due.pop(name, None)
         self._set(name, State.RUNNING)
+        status.last_error = None
         if name not in self._started:
             self._started.append(name)
         logger.info("manager_started", extra={"manager": name})
+        return True
 
-    async def stop(self) -> None:
-        for name in reversed(self._started):
-            self._set(name, State.STOPPING)
-            try:
-                await asyncio.wait_for(self._managers[name].stop(), self.start_timeout)
-            except Exception as exc:
-                self._set(name, State.FAILED, _describe(exc))
-                logger.exception("manager_stop_failed", extra={"manager": name})
-                continue
-            self._set(name, State.STOPPED)
-            logger.info("manager_stopped", extra={"manager": name})
-        self._started.clear()
+    def next_retry_in(self) -> float | None:
+        """Seconds until a failed manager is due to be started again; None when none is."""
+        now = time.monotonic()
+        waits = [
+            max(0.0, due - now)
+            for name, due in self._retry_due.items()
+            if self._status[name].state == State.FAILED and not self._blockers(name)
+        ]
+        return min(waits) if waits else None
+
+    async def restart_due(self) -> list[str]:
+        """Start again, in dependency order, every failed manager whose backoff has passed."""
+        return await self._restart(only_due=True)
 
     async def restart_failed(self) -> list[str]:
-        """Start again every manager that is failed, in dependency order; return their names."""
-        restarted = []
-        for name in self.order():
-            if self._status[name].state == State.FAILED:
-                if name in self._started:
-                    try:
-                        await self._managers[name].stop()
-                    except Exception:
-                        logger.exception("manager_stop_failed", extra={"manager": name})
-                    self._started.remove(name)
-                await self._start_one(name)
-                restarted.append(name)
-        return restarted
+        """Start again every failed manager now, backoff or not; return the names tried."""
+        return await self._restart(only_due=False)
 
-    async def refresh(self) -> None:
-        """Ask every started manager for its health and record the answer."""
-        for name in list(self._started):
-            try:
-                health = await asyncio.wait_for(self._managers[name].health(), 5.0)
-            except Exception as exc:
-                self._set(name, State.FAILED, _describe(exc))
+    async def _restart(self, *, only_due: bool) -> list[str]:
+        tried = []
+        for name in self.order():
+            if self._closing:
+                break
+            if self._status[name].state != State.FAILED:
                 continue
-            self._set(name, health.state, health.last_error)
-            self._status[name].detail = health.detail
+            if only_due and (
+                self._blockers(name) or self._retry_due.get(name, 0.0) > time.monotonic()
+            ):
+                continue
+            if name in self._started:
+                # Failed while running (its health said so): stop what is left of it first.
+                await self._stop_one(name, self.stop_timeout)
+                self._started.remove(name)
+            tried.append(name)
+            await self._start_one(name)
+        return tried
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop started managers in reverse order: each within ``stop_timeout``, all within
+        ``timeout`` (when given; a manager still gets a moment once that has passed)."""
+        self._closing = True
+        for probe in self._probes.values():
+            probe.task.cancel()
+            probe.task.add_done_callback(_reap)
+        self._probes.clear()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for name in reversed(self._started):
+            bound = self.stop_timeout
+            if deadline is not None:
+                bound = min(bound, max(deadline - time.monotonic(), MIN_STOP_SECONDS))
+            await self._stop_one(name, bound)
+        self._started.clear()
+        self._retry_due.clear()
+
+    async def _stop_one(self, name: str, seconds: float) -> None:
+        self._set(name, State.STOPPING)
+        try:
+            await run_bounded(self._managers[name].stop(), seconds, name=f"stop:{name}")
+        except Exception as exc:
+            self._set(name, State.FAILED, _describe(exc))
+            logger.error("manager_stop_failed", extra={"manager": name, "error": _describe(exc)})
+            return
+        self._set(name, State.STOPPED)
+        logger.info("manager_stopped", extra={"manager": name})
+
+    # Health
+
+    async def refresh(self, budget: float | None = None) -> None:
+        """Probe every started manager at once and record the answers that come in ``budget``.
+
+        A probe still running after ``budget`` goes on and the next refresh takes its answer, so
+        a slow manager keeps its last known state instead of holding the caller; a probe still
+        running after ``probe_timeout`` is given up on and its manager marked failed.
+        """
+        for name in self._started:
+            if name not in self._probes:
+                task = asyncio.create_task(self._managers[name].health(), name=f"health:{name}")
+                self._probes[name] = _Probe(task, time.monotonic())
+        if not self._probes:
+            return
+        probes = dict(self._probes)
+        await asyncio.wait(
+            [probe.task for probe in probes.values()],
+            timeout=self.probe_timeout if budget is None else budget,
+        )
+        for name, probe in probes.items():
+            if self._probes.get(name) is not probe:
+                continue  # stopped or restarted meanwhile: this answer is about the old one
+            if probe.task.done():
+                del self._probes[name]
+                self._record(name, probe.task)
+            elif time.monotonic() - probe.started >= self.probe_timeout:
+                del self._probes[name]
+                probe.task.cancel()
+                probe.task.add_done_callback(_reap)
+                self._set(
+                    name, State.FAILED, f"health probe gave no answer in {self.probe_timeout:g} s"
+                )
+
+    def _record(self, name: str, task: asyncio.Task[Health]) -> None:
+        if name not in self._started:
+            return
+        if task.cancelled():
+            self._set(name, State.FAILED, "health probe cancelled")
+            return
+        error = task.exception()
+        if error is not None:
+            self._set(name, State.FAILED, _describe(error))
+            return
+        health = task.result()
+        self._set(name, health.state, health.last_error)
+        self._status[name].detail = health.detail
+
+    async def probe(self, name: str, seconds: float) -> Health:
+        """Ask one manager for its health now, within ``seconds``."""
+        return await run_bounded(self._managers[name].health(), seconds, name=f"probe:{name}")
 
     def status(self, name: str) -> ManagerStatus:
         return self._status[name]
@@ -213,7 +394,7 @@ class Registry:
         return rows
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, TimeoutError):
-        return "timed out"
+        return str(exc) or "timed out"
     return f"{type(exc).__name__}: {exc}"

@@ -1,7 +1,10 @@
 """The composition root: builds a node's managers from Settings, starts and stops them in order.
 
-A node runs the managers its role needs (``all`` runs every one). It writes a heartbeat row every
-``node.heartbeat_interval`` seconds so that discovery can list every live node of the cluster.
+A node runs the managers its role needs (``all`` runs every one). Its heartbeat task writes a
+heartbeat row every ``node.heartbeat_interval`` seconds so that discovery can list every live
+node of the cluster, and starts failed managers again as their backoff runs out, so a node whose
+Redis or database comes up after it started heals by itself. Every step of a stop is bounded:
+``server.shutdown_grace`` seconds in all, whatever state the node is in.
 """
 
 from __future__ import annotations
@@ -12,25 +15,45 @@ import os
 import socket
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from email_sender import __version__, metrics
 from email_sender.db import nodes
 from email_sender.db.engine import Database
 from email_sender.errors import EmailSenderError
 from email_sender.events import EventBus, build_event_bus
-from email_sender.managers import Manager, Registry, State
+from email_sender.mail.intake import Intake
+from email_sender.mail.outbox import Outbox
+from email_sender.mail.suppression import SuppressionList
+from email_sender.managers import Manager, Registry, State, run_bounded
 from email_sender.modes import ModeStore
 from email_sender.settings import Settings
+
+if TYPE_CHECKING:
+    from email_sender.vectors.search import SearchService
 
 logger = logging.getLogger(__name__)
 
 # Managers whose failure takes the node down rather than degrading it.
 CRITICAL = ("database",)
+# What /health may spend probing managers; a slower one is reported by its last known state.
+HEALTH_PROBE_BUDGET = 0.5
+# What /health/ready may spend probing each dependency.
+READY_PROBE_SECONDS = 5.0
+
+
+class Hook(Protocol):
+    """Something that runs beside the managers for the node's lifetime (a monitor, say)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Service:
     """One node: its settings, its managers and the shared parts they use."""
+
+    search: SearchService | None
 
     def __init__(self, settings: Settings, *, role: str | None = None) -> None:
         self.settings = settings
@@ -44,31 +67,41 @@ class Service:
         )
         self.bus: EventBus = build_event_bus(settings.event_bus)
         self.modes = ModeStore(self.db)
-        self.registry = Registry()
+        self.registry = Registry(stop_timeout=settings.server.shutdown_grace)
         self.registry.add(self.db)
         self.registry.add(self.bus)
+        self.outbox = Outbox(self.db, idempotency_retention=settings.mail.idempotency_retention)
+        self.suppressions = SuppressionList(self.db)
+        self.intake = Intake(self.outbox, self.bus, settings.mail)
+        # Set by build_service when the role searches (the API mounts the search routes then).
+        self.search = None
+        self.hooks: list[Hook] = []
         self._heartbeat: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.running = False
-        # Routers that features add to the API app.
-        self.extra_routers: list[Any] = []
-        # Set by build_service for the roles that use them.
-        self.outbox: Any = None
-        self.suppressions: Any = None
-        self.intake: Any = None
-        self.search: Any = None
 
     def add(self, manager: Manager) -> None:
         self.registry.add(manager)
+
+    def add_hook(self, hook: Hook) -> None:
+        """Run ``hook`` after the managers start and stop it before they stop (bounded)."""
+        self.hooks.append(hook)
 
     def get(self, name: str) -> Any:
         """A manager by name, or None when this node does not run it."""
         return self.registry.get(name) if name in self.registry else None
 
     async def start(self) -> None:
+        self._stopping = asyncio.Event()
         await self.registry.start()
         if self.registry.status("database").state == State.RUNNING:
-            await self.modes.reload()
-            await self._beat()
+            try:
+                await self.modes.reload()
+                await self._beat()
+            except EmailSenderError as exc:
+                logger.warning("heartbeat_failed", extra={"error": str(exc)})
+        for hook in self.hooks:
+            await run_bounded(hook.start(), self.registry.start_timeout, name="hook_start")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
         self.running = True
         self._export_states()
@@ -77,17 +110,41 @@ class Service:
             extra={"node_id": self.node_id, "role": self.role, "managers": self.registry.names},
         )
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop within ``timeout`` seconds (``server.shutdown_grace`` by default).
+
+        The heartbeat is told to stop by an event and given a moment; managers then stop in
+        reverse order, each bounded, so nothing that ignores a cancellation can hold the node.
+        """
+        grace = self.settings.server.shutdown_grace if timeout is None else timeout
+        deadline = time.monotonic() + grace
+
+        def left(share: float = 1.0) -> float:
+            return max(deadline - time.monotonic(), 0.0) * share
+
         self.running = False
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-            self._heartbeat = None
-        try:
-            await nodes.mark_stopped(self.db, self.node_id)
-        except EmailSenderError:
-            logger.warning("node_stop_unrecorded", extra={"node_id": self.node_id})
-        await self.registry.stop()
+        self._stopping.set()
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            # It returns at the stop event; one busy past its share is cancelled, not awaited.
+            done, _ = await asyncio.wait({heartbeat}, timeout=left(0.2))
+            if not done:
+                heartbeat.cancel()
+                logger.warning("heartbeat_abandoned", extra={"node_id": self.node_id})
+            elif not heartbeat.cancelled() and heartbeat.exception() is not None:
+                logger.error("heartbeat_crashed", extra={"error": repr(heartbeat.exception())})
+        for hook in reversed(self.hooks):
+            try:
+                await run_bounded(hook.stop(), left(0.1), name="hook_stop")
+            except Exception as exc:
+                logger.warning("hook_stop_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        if self.registry.status("database").state == State.RUNNING:
+            try:
+                await run_bounded(nodes.mark_stopped(self.db, self.node_id), left(0.1),
+                                  name="mark_stopped")
+            except (EmailSenderError, TimeoutError):
+                logger.warning("node_stop_unrecorded", extra={"node_id": self.node_id})
+        await self.registry.stop(timeout=left())
         self._export_states()
         logger.info("node_stopped", extra={"node_id": self.node_id})
 
@@ -101,8 +158,11 @@ class Service:
     # Health and discovery
 
     async def health(self) -> dict[str, Any]:
-        """Liveness with a summary: ok, degraded (a manager is not running) or down."""
-        await self.registry.refresh()
+        """Liveness with a summary: ok, degraded (a manager is not running) or down.
+
+        Answers within about ``HEALTH_PROBE_BUDGET`` seconds whatever the managers do.
+        """
+        await self.registry.refresh(budget=HEALTH_PROBE_BUDGET)
         self._export_states()
         managers = {status.name: status.as_dict() for status in self.registry.statuses()}
         states = {name: row["state"] for name, row in managers.items()}
@@ -119,31 +179,40 @@ class Service:
             "node_id": self.node_id,
             "role": self.role,
             "uptime_seconds": round(time.time() - self.started_at, 3),
+            "failing": {
+                name: row["last_error"] or row["detail"] or row["state"]
+                for name, row in managers.items()
+                if row["state"] != State.RUNNING
+            },
             "managers": managers,
         }
 
     async def readiness(self) -> dict[str, Any]:
-        """Can this node do its work now? One check per dependency, each probed afresh."""
-        checks = []
-        for name in self.registry.names:
-            manager = self.registry.get(name)
+        """Can this node do its work now? One check per dependency, probed afresh, at once."""
+
+        async def check(name: str) -> dict[str, Any]:
+            status = self.registry.status(name)
             started = time.perf_counter()
-            try:
-                health = await asyncio.wait_for(manager.health(), 5.0)
-                ok = health.state == State.RUNNING
-                detail, error = health.detail, health.last_error if not ok else None
-            except Exception as exc:
-                ok, detail, error = False, "probe failed", f"{type(exc).__name__}: {exc}"
-            checks.append(
-                {
-                    "name": name,
-                    "ok": ok,
-                    "detail": detail,
-                    "error": error,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                }
-            )
-        return {"ready": all(check["ok"] for check in checks), "checks": checks}
+            error: str | None
+            if status.state == State.FAILED and status.last_error:
+                ok, detail, error = False, "not started", status.last_error
+            else:
+                try:
+                    health = await self.registry.probe(name, READY_PROBE_SECONDS)
+                    ok = health.state == State.RUNNING
+                    detail, error = health.detail, health.last_error if not ok else None
+                except Exception as exc:
+                    ok, detail, error = False, "probe failed", f"{type(exc).__name__}: {exc}"
+            return {
+                "name": name,
+                "ok": ok,
+                "detail": detail,
+                "error": error,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+
+        checks = await asyncio.gather(*(check(name) for name in self.registry.names))
+        return {"ready": all(check["ok"] for check in checks), "checks": list(checks)}
 
     async def discovery(self) -> dict[str, Any]:
         rows = await nodes.list_nodes(self.db, self.settings.node.stale_after)
@@ -167,7 +236,7 @@ class Service:
             "dropped_nodes": dropped,
         }
 
-    # Heartbeats
+    # Heartbeats and healing
 
     def _node_row(self) -> dict[str, Any]:
         return {
@@ -186,13 +255,36 @@ class Service:
     async def _beat(self) -> None:
         await nodes.beat(self.db, self._node_row())
 
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the stop event; True when the node is stopping."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def _heartbeat_loop(self) -> None:
+        interval = self.settings.node.heartbeat_interval
+        next_beat = time.monotonic() + interval
         while True:
-            await asyncio.sleep(self.settings.node.heartbeat_interval)
+            retry_in = self.registry.next_retry_in()
+            wait = next_beat - time.monotonic()
+            if retry_in is not None:
+                wait = min(wait, retry_in)
+            if await self._stopped_within(max(wait, 0.0)):
+                return
             try:
-                await self.registry.refresh()
-                await self._beat()
-                await self.modes.reload()
+                if self.registry.next_retry_in() == 0.0:
+                    restarted = await self.registry.restart_due()
+                    if restarted:
+                        logger.info("managers_retried", extra={"managers": restarted})
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + interval
+                    await self.registry.refresh()
+                    if self.registry.status("database").state == State.RUNNING:
+                        await self._beat()
+                        await self.modes.reload()
             except EmailSenderError as exc:
                 logger.warning("heartbeat_failed", extra={"error": str(exc)})
             self._export_states()
@@ -207,14 +299,7 @@ class Service:
 
 def build_service(settings: Settings, *, role: str | None = None) -> Service:
     """A node with every manager its role runs, wired to the shared parts."""
-    from email_sender.mail.intake import Intake
-    from email_sender.mail.outbox import Outbox
-    from email_sender.mail.suppression import SuppressionList
-
     service = Service(settings, role=role)
-    service.outbox = Outbox(service.db, idempotency_retention=settings.mail.idempotency_retention)
-    service.suppressions = SuppressionList(service.db)
-    service.intake = Intake(service.outbox, service.bus, settings.mail)
     if service.role in ("all", "delivery"):
         _add_delivery(service)
     if service.role in ("all", "api", "vectors"):
@@ -237,6 +322,8 @@ def _add_delivery(service: Service) -> None:
     sink: CaptureSink | None = None
     if settings.uses_capture_sink:
         sink = CaptureSink(settings.smtp.capture_sink)
+        # A taken sink port is the operator's to fix: fail the build, as a taken API port does.
+        sink.reserve()
         service.add(sink)
         depends_on = (*depends_on, sink.name)
 

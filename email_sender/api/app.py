@@ -14,11 +14,13 @@ from email_sender.api import errors
 from email_sender.api.middleware import ModeMiddleware, RequestContextMiddleware
 from email_sender.api.routes import (
     backups,
+    collections,
     emails,
     events,
     health,
     maintenance,
     managers,
+    search,
     sink,
     suppressions,
 )
@@ -35,6 +37,8 @@ ROUTERS = [
     sink.router,
     backups.router,
 ]
+# Mounted when the node searches (``service.search`` set): its role runs the vector managers.
+SEARCH_ROUTERS = [search.router, collections.router]
 
 
 def create_app(service: Service) -> FastAPI:
@@ -48,8 +52,9 @@ def create_app(service: Service) -> FastAPI:
     app.state.keys = KeyRing(settings.security)
     for router in ROUTERS:
         app.include_router(router)
-    for extra in service.extra_routers:
-        app.include_router(extra)
+    if service.search is not None:
+        for router in SEARCH_ROUTERS:
+            app.include_router(router)
     errors.install(app)
     # Starlette runs the last added middleware first: context wraps the mode guard.
     app.add_middleware(ModeMiddleware, modes=service.modes)

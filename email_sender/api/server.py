@@ -7,72 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import ipaddress
 import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
 
-import psutil
 import uvicorn
 
-from email_sender.errors import ConfigError, PortInUse
+from email_sender.errors import ConfigError
 from email_sender.managers import Health, State
+from email_sender.ports import bind, holder_of, is_loopback
 from email_sender.service import Service
+
+__all__ = ["ApiServer", "bind", "holder_of", "is_loopback"]
 
 logger = logging.getLogger(__name__)
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def holder_of(port: int) -> str | None:
-    """``name (pid N)`` of the process listening on ``port``, when the system tells."""
-    try:
-        connections = psutil.net_connections(kind="inet")
-    except (psutil.AccessDenied, OSError):
-        return None
-    for connection in connections:
-        if connection.laddr and connection.laddr.port == port and connection.status == "LISTEN":
-            if connection.pid is None:
-                return None
-            try:
-                return f"{psutil.Process(connection.pid).name()} (pid {connection.pid})"
-            except psutil.Error:
-                return f"pid {connection.pid}"
-    return None
-
-
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on connections of a
-    # socket that says it is TCP; without it every answer waited ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            holder = holder_of(port)
-            raise PortInUse(
-                f"port {port} on {host} is already in use"
-                + (f" by {holder}" if holder else "")
-                + "; stop that process or choose another port",
-                port=port,
-            ) from exc
-        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror}", port=port) from exc
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
+# Of server.shutdown_grace, the share requests in flight get to finish; the rest is for the
+# managers behind them (delivery gives back its leases).
+REQUEST_GRACE_SHARE = 0.5
 
 
 class _Server(uvicorn.Server):
@@ -87,10 +40,13 @@ class ApiServer:
     """The ``api`` manager: serves the API and metrics apps on pre-bound sockets.
 
     Worker nodes (no API) still serve their metrics; the manager is then named ``metrics``.
+    It depends on no other manager: a node whose Redis, relay or even database is down must
+    still answer ``/health`` (503 with what is failing) rather than accept and never answer.
+    Added last, it starts after the others all the same.
     """
 
     def __init__(
-        self, service: Service, *, depends_on: tuple[str, ...], serve_api: bool = True
+        self, service: Service, *, depends_on: tuple[str, ...] = (), serve_api: bool = True
     ) -> None:
         settings = service.settings
         self.name = "api" if serve_api else "metrics"
@@ -103,19 +59,28 @@ class ApiServer:
                     f"server.host: {settings.server.host} is not a loopback address and no "
                     "security.api_keys are configured; add API keys or bind 127.0.0.1"
                 )
-            self.sockets["api"] = bind(settings.server.host, settings.server.port)
+            self.sockets["api"] = bind(settings.server.host, settings.server.port, what="API port")
         if settings.metrics.enabled:
-            self.sockets["metrics"] = bind(settings.metrics.host, settings.metrics.port)
+            self.sockets["metrics"] = bind(
+                settings.metrics.host, settings.metrics.port, what="metrics port"
+            )
+        self._addresses: dict[str, tuple[str, int]] = {
+            which: (sock.getsockname()[0], sock.getsockname()[1])
+            for which, sock in self.sockets.items()
+        }
         self._servers: dict[str, _Server] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def port(self, which: str) -> int:
-        port: int = self.sockets[which].getsockname()[1]
-        return port
+        return self._addresses[which][1]
 
     async def start(self) -> None:
         from email_sender.api.app import create_app, create_metrics_app
 
+        for which, sock in list(self.sockets.items()):
+            if sock.fileno() == -1:  # closed by a stop: started again, on the same port
+                host, port = self._addresses[which]
+                self.sockets[which] = bind(host, port, what=f"{which} port")
         apps: dict[str, Any] = {}
         if "api" in self.sockets:
             apps["api"] = create_app(self.service)
@@ -127,7 +92,10 @@ class ApiServer:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
-                timeout_graceful_shutdown=int(self.service.settings.server.shutdown_timeout),
+                # Typed int, but only ever handed to asyncio.wait_for: a float is honoured.
+                timeout_graceful_shutdown=(
+                    self.service.settings.server.shutdown_grace * REQUEST_GRACE_SHARE  # type: ignore[arg-type]
+                ),
             )
             server = _Server(config)
             self._servers[which] = server
@@ -139,7 +107,7 @@ class ApiServer:
             if failed:
                 failed[0].result()
                 raise RuntimeError("the HTTP server stopped during start")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # uvicorn offers no event for "started"
         logger.info(
             "api_listening",
             extra={
@@ -152,10 +120,14 @@ class ApiServer:
         """Stop accepting, let requests in flight finish, then close."""
         for server in self._servers.values():
             server.should_exit = True
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        for sock in self.sockets.values():
-            sock.close()
+        try:
+            # uvicorn bounds this itself (timeout_graceful_shutdown); the registry bounds it too.
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self._tasks.clear()
+            self._servers.clear()
+            for sock in self.sockets.values():
+                sock.close()
 
     async def health(self) -> Health:
         if not self._servers:

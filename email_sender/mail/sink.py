@@ -10,7 +10,6 @@ from it, the raw bytes.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import threading
@@ -27,17 +26,22 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from email_sender.errors import PortInUse
 from email_sender.managers import Health, State
+from email_sender.ports import bind
 from email_sender.settings import CaptureSinkSettings
 
 logger = logging.getLogger(__name__)
 
 
 class FreePortController(Controller):
-    """An aiosmtpd controller that may be given port 0 and then knows the port it got."""
+    """An aiosmtpd controller that serves on a socket bound beforehand (port 0 allowed)."""
+
+    def __init__(self, *args: Any, sock: socket.socket, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sock = sock
 
     async def _bind(self) -> asyncio.AbstractServer:
         server = await self.loop.create_server(
-            self._factory_invoker, host=self.hostname, port=self.port, ssl=self.ssl_context
+            self._factory_invoker, sock=self._sock, ssl=self.ssl_context
         )
         # The readiness probe connects to self.port, so it must be the bound one.
         self.port = server.sockets[0].getsockname()[1]
@@ -102,6 +106,7 @@ class CaptureSink:
         self.settings = settings
         self._handler = _SinkHandler(settings.max_messages)
         self._controller: FreePortController | None = None
+        self._socket: socket.socket | None = None
         self._last_error: str | None = None
 
     @property
@@ -111,51 +116,50 @@ class CaptureSink:
     @property
     def port(self) -> int:
         """The bound port (the configured one, or the free one picked for port 0)."""
-        return int(self._controller.port) if self._controller else self.settings.port
+        if self._controller is not None:
+            return int(self._controller.port)
+        if self._socket is not None and self._socket.fileno() != -1:
+            return int(self._socket.getsockname()[1])
+        return self.settings.port
 
     @property
     def count(self) -> int:
         return len(self._handler)
 
+    def reserve(self) -> None:
+        """Bind the port now, so that a taken one fails the node's start at once (``PortInUse``
+        names the holder, as for the API port) instead of leaving a failed manager behind."""
+        if self._socket is None or self._socket.fileno() == -1:
+            self._socket = bind(self.settings.host, self.settings.port, what="capture sink port")
+
     async def start(self) -> None:
-        if self.settings.port:
-            self._refuse_taken_port()
+        try:
+            self.reserve()
+        except PortInUse as exc:
+            self._last_error = str(exc)
+            raise
+        assert self._socket is not None
+        sock, self._socket = self._socket, None
         controller = FreePortController(
             self._handler,
             hostname=self.settings.host,
-            port=self.settings.port,
+            port=sock.getsockname()[1],
             enable_SMTPUTF8=True,
             data_size_limit=None,
+            sock=sock,
         )
         try:
             await asyncio.to_thread(controller.start)
-        except OSError as exc:
-            self._last_error = str(exc)
-            if exc.errno == errno.EADDRINUSE:
-                raise self._port_in_use() from exc
+        except BaseException:
+            sock.close()
             raise
         self._controller = controller
         logger.info("sink_started", extra={"host": self.host, "port": self.port})
 
-    def _refuse_taken_port(self) -> None:
-        # aiosmtpd only reports a failed bind after its ready timeout; this answers at once.
-        with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((self.host, self.settings.port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    self._last_error = str(exc)
-                    raise self._port_in_use() from exc
-
-    def _port_in_use(self) -> PortInUse:
-        return PortInUse(
-            f"capture sink port {self.settings.port} on {self.host} is already in use",
-            host=self.host,
-            port=self.settings.port,
-        )
-
     async def stop(self) -> None:
+        reserved, self._socket = self._socket, None
+        if reserved is not None:
+            reserved.close()
         controller, self._controller = self._controller, None
         if controller is not None:
             await asyncio.to_thread(controller.stop)

@@ -1,11 +1,16 @@
-"""Adds the vector managers, semantic search and its routes to a node."""
+"""Adds the vector managers and semantic search to a node (the API mounts the search routes
+when ``service.search`` is set)."""
 
 from __future__ import annotations
 
-from email_sender.service import Service
+from typing import TYPE_CHECKING
+
 from email_sender.vectors.managers import EmbedderManager, QdrantManager
 from email_sender.vectors.processor import VectorProcessor
 from email_sender.vectors.search import SearchService
+
+if TYPE_CHECKING:
+    from email_sender.service import Service
 
 
 def add_vectors(service: Service, *, with_processor: bool = True) -> None:
@@ -13,8 +18,6 @@ def add_vectors(service: Service, *, with_processor: bool = True) -> None:
 
     An ``api`` node searches but leaves indexing to ``vectors`` (or ``all``) nodes.
     """
-    from email_sender.api.routes import collections, search
-
     settings = service.settings
     embedder = EmbedderManager(settings)
     qdrant = QdrantManager(settings, embedder)
@@ -22,8 +25,7 @@ def add_vectors(service: Service, *, with_processor: bool = True) -> None:
     service.add(qdrant)
     searcher = SearchService(service.db, qdrant, embedder, settings)
     service.search = searcher
-    if service.intake is not None:
-        service.intake.guard = searcher.check
+    service.intake.guard = searcher.check
     if with_processor:
         processor = VectorProcessor(
             service.db,
@@ -35,6 +37,4 @@ def add_vectors(service: Service, *, with_processor: bool = True) -> None:
             tasks=searcher.tasks,
         )
         service.add(processor)
-        if service.intake is not None:
-            service.intake.listeners.append(processor.wake)
-    service.extra_routers.extend([search.router, collections.router])
+        service.intake.listeners.append(processor.wake)

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,9 +32,21 @@ def wait_until_up(url: str, process: subprocess.Popen[str]) -> None:
     raise AssertionError("the service did not come up in 60 s")
 
 
+def serve_env(**settings: object) -> dict[str, str]:
+    """The environment of a served node: a hashing embedder, a capture sink on a free port
+    (never the default 1025, which a developer's Mailpit may hold), and ``settings``."""
+    env = {
+        **os.environ,
+        "EMAIL_SENDER__EMBEDDER__PROVIDER": "hashing",
+        "EMAIL_SENDER__SMTP__CAPTURE_SINK__PORT": str(free_port()),
+    }
+    env.update({f"EMAIL_SENDER__{key.upper()}": str(value) for key, value in settings.items()})
+    return env
+
+
 def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
     port, metrics_port = free_port(), free_port()
-    env = {**os.environ, "EMAIL_SENDER__EMBEDDER__PROVIDER": "hashing"}
+    env = serve_env()
     process = subprocess.Popen(
         [*CLI, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port),
          "--metrics-port", str(metrics_port)],
@@ -49,7 +62,8 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert "email_sender_manager_state" in metrics
 
-        load = run("loadtest", "--url", url, "--concurrency", "4", "--duration", "2",
+        # A long duration: the run ends at 40 requests, however loaded the machine is.
+        load = run("loadtest", "--url", url, "--concurrency", "4", "--duration", "50",
                    "--max-requests", "40", "--json")
         assert load.returncode == 0, load.stdout + load.stderr
         figures = json.loads(load.stdout)
@@ -59,13 +73,15 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert len(sent) == 40
 
         taken = run("serve", "--data-dir", str(tmp_path / "other"), "--port", str(port),
-                    "--metrics-port", str(free_port()), env=env)
+                    "--metrics-port", str(free_port()), env=serve_env())
         assert taken.returncode == 2
         assert f"port {port} on 127.0.0.1 is already in use" in taken.stderr
         assert "Traceback" not in taken.stderr
 
+        stopping = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+        assert time.monotonic() - stopping < 15.0  # server.shutdown_grace's default
     finally:
         if process.poll() is None:
             process.kill()
@@ -76,6 +92,62 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
     down = run("health", "--url", url)
     assert down.returncode == 1
     assert "❌ service: cannot reach" in down.stdout
+
+
+def test_serve_refuses_a_taken_capture_sink_port_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        sink_port = holder.getsockname()[1]
+        env = {**serve_env(), "EMAIL_SENDER__SMTP__CAPTURE_SINK__PORT": str(sink_port)}
+        result = run("serve", "--data-dir", str(tmp_path), "--port", str(free_port()),
+                     "--metrics-port", str(free_port()), env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: capture sink port {sink_port} on 127.0.0.1 is already "
+                                f"in use by "), result.stderr
+    assert f"(pid {os.getpid()})" in lines[-1]
+    assert "Traceback" not in result.stderr
+    assert "serving http" not in result.stderr
+
+
+def test_a_degraded_node_answers_and_stops_within_shutdown_grace(tmp_path: Path) -> None:
+    """Redis is unreachable: the node answers /health (degraded, within a second) while it
+    retries, and SIGTERM ends it within server.shutdown_grace."""
+    grace = 3.0
+    port = free_port()
+    env = serve_env(
+        event_bus__backend="redis",
+        event_bus__redis_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        server__shutdown_grace=grace,
+    )
+    process = subprocess.Popen(
+        [*CLI, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+         "--metrics-port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)
+        for _ in range(3):
+            started = time.monotonic()
+            answer = httpx.get(f"{url}/health", timeout=5)
+            assert time.monotonic() - started < 1.0
+            body = answer.json()
+            assert answer.status_code == 200
+            assert body["status"] == "degraded"
+            assert "Redis" in body["failing"]["event_bus"]
+            assert body["managers"]["email_sender"]["state"] == "failed"
+        stopping = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        elapsed = time.monotonic() - stopping
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert code == 0, process.stderr.read() if process.stderr else ""
+    assert elapsed < grace, f"stopped in {elapsed:.1f} s"
 
 
 def test_config_validate_names_each_problem(tmp_path: Path) -> None:
