@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from email_sender import metrics
-from email_sender.api.errors import error_body
+from email_sender.api.errors import RETRY_AFTER_SECONDS, error_body
+from email_sender.errors import StoreError
 from email_sender.log import request_id_var
 from email_sender.modes import Mode, ModeStore
 from email_sender.settings import SecuritySettings
@@ -209,7 +210,18 @@ class ModeMiddleware:
             return
         path: str = scope["path"]
         if not path.startswith(_ALWAYS_OPEN):
-            mode = await self.modes.current()
+            try:
+                mode = await self.modes.current()
+            except StoreError as exc:
+                # Raised here it would pass every exception handler and leave as a bare 500.
+                logger.warning("mode_unreadable", extra={"error": exc.message, "path": path})
+                await send_json(
+                    send,
+                    503,
+                    error_body(exc.code, exc.message),
+                    headers=[(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
+                )
+                return
             if blocked_by(mode, scope["method"], path):
                 message = (
                     "the service is in maintenance; only health and maintenance routes answer"

@@ -25,6 +25,11 @@ from email_sender.settings import mask_secrets
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Seconds. A statement running longer is taken for a hung server: it fails as
+# DatabaseUnavailable (503) rather than holding a request forever. The service's statements are
+# short (backups stream in batches, restores insert in batches), far below this.
+POSTGRES_CONNECT_TIMEOUT = 5.0
+POSTGRES_COMMAND_TIMEOUT = 10.0
 
 
 @contextmanager
@@ -99,8 +104,13 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    # A server that stops answering (network hang) fails each statement after
+    # POSTGRES_COMMAND_TIMEOUT instead of holding requests (and the accept group commit) forever.
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+        connect_args={
+            "timeout": POSTGRES_CONNECT_TIMEOUT, "command_timeout": POSTGRES_COMMAND_TIMEOUT
+        },
     )
 
 

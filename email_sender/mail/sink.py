@@ -2,7 +2,8 @@
 
 In the embedded deployment the service sends to this sink (127.0.0.1:1025 by default) so that
 mail can be looked at through the API rather than reaching anyone. It runs an aiosmtpd
-controller in its own thread, accepts SMTPUTF8, and keeps the newest ``max_messages`` messages:
+controller in its own thread, accepts SMTPUTF8, refuses messages over ``max_message_bytes``
+(552), and keeps the newest ``max_messages`` messages (at most ``max_stored_bytes`` in all):
 a summary per message (``message_id``, ``from``, ``to``, ``subject``, ``received_at``) and, apart
 from it, the raw bytes.
 """
@@ -58,15 +59,30 @@ class _Captured:
 
 
 class _SinkHandler:
-    """aiosmtpd handler: keeps each message; runs in the controller's thread."""
+    """aiosmtpd handler: keeps each message; runs in the controller's thread.
 
-    def __init__(self, max_messages: int) -> None:
+    Bounded twice, so a test run or a misbehaving sender cannot eat the node's memory: a
+    message over ``max_message_bytes`` is refused with 552 (aiosmtpd stops buffering it at the
+    same limit), and the oldest messages are dropped once those kept pass ``max_messages`` or
+    ``max_stored_bytes``.
+    """
+
+    def __init__(self, max_messages: int, max_message_bytes: int, max_stored_bytes: int) -> None:
         self._lock = threading.Lock()
-        self._messages: deque[_Captured] = deque(maxlen=max_messages)
+        self._messages: deque[_Captured] = deque()
+        self.max_messages = max_messages
+        self.max_message_bytes = max_message_bytes
+        self.max_stored_bytes = max_stored_bytes
+        self.stored_bytes = 0
         self.received_total = 0
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
+        if len(raw) > self.max_message_bytes:
+            logger.warning(
+                "sink_message_too_big", extra={"size": len(raw), "limit": self.max_message_bytes}
+            )
+            return f"552 5.3.4 Message over {self.max_message_bytes} bytes"
         headers = BytesHeaderParser(policy=default_policy).parsebytes(raw)
         summary = {
             "message_id": str(headers.get("Message-ID") or f"<{uuid.uuid4().hex}@sink>").strip(),
@@ -77,7 +93,13 @@ class _SinkHandler:
         }
         with self._lock:
             self._messages.append(_Captured(summary, raw))
+            self.stored_bytes += len(raw)
             self.received_total += 1
+            while len(self._messages) > 1 and (
+                len(self._messages) > self.max_messages
+                or self.stored_bytes > self.max_stored_bytes
+            ):
+                self.stored_bytes -= len(self._messages.popleft().raw)
         logger.debug("sink_received", extra={"message_id": summary["message_id"]})
         return "250 2.0.0 OK: captured"
 
@@ -93,6 +115,7 @@ class _SinkHandler:
         with self._lock:
             dropped = len(self._messages)
             self._messages.clear()
+            self.stored_bytes = 0
             return dropped
 
 
@@ -104,7 +127,9 @@ class CaptureSink:
 
     def __init__(self, settings: CaptureSinkSettings) -> None:
         self.settings = settings
-        self._handler = _SinkHandler(settings.max_messages)
+        self._handler = _SinkHandler(
+            settings.max_messages, settings.max_message_bytes, settings.max_stored_bytes
+        )
         self._controller: FreePortController | None = None
         self._socket: socket.socket | None = None
         self._last_error: str | None = None
@@ -145,7 +170,7 @@ class CaptureSink:
             hostname=self.settings.host,
             port=sock.getsockname()[1],
             enable_SMTPUTF8=True,
-            data_size_limit=None,
+            data_size_limit=self.settings.max_message_bytes,
             sock=sock,
         )
         try:
@@ -182,6 +207,9 @@ class CaptureSink:
             "count": self.count,
             "received_total": self._handler.received_total,
             "max_messages": self.settings.max_messages,
+            "stored_bytes": self._handler.stored_bytes,
+            "max_stored_bytes": self.settings.max_stored_bytes,
+            "max_message_bytes": self.settings.max_message_bytes,
         }
 
     def messages(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:

@@ -259,16 +259,25 @@ class FaultProxy:
         await self._stopping.wait()
         self._server.close()
         for link in list(self._links):
+            link.severed = True
             link.close()
+        self._wake()
+        # Closed sockets end every pump by themselves; cancelling is only for a straggler.
         tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=5.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self._server.wait_closed()
 
     def _begin_stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
+            self._wake()
+
+    def _is_stopping(self) -> bool:
+        return self._stopping is not None and self._stopping.is_set()
 
     def _wake(self) -> None:
         # Every waiter holds the old event; a fresh one is armed for the next change.
@@ -313,7 +322,7 @@ class FaultProxy:
 
     async def _hold(self, mode: _Mode) -> _Mode:
         """Wait while the proxy hangs (or for the latency); return the mode to act on."""
-        while mode.name == "hang":
+        while mode.name == "hang" and not self._is_stopping():
             assert self._changed is not None
             changed = self._changed
             mode = self._current()

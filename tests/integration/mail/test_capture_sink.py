@@ -101,3 +101,46 @@ async def test_a_taken_port_is_port_in_use() -> None:
         with pytest.raises(PortInUse):
             await capture.start()
     assert (await capture.health()).state is State.STOPPED
+
+
+def sized(subject: str, message_id: str, body_bytes: int) -> EmailMessage:
+    built = message(subject, message_id)
+    built.set_content("x" * body_bytes)
+    return built
+
+
+async def test_a_message_over_the_size_limit_is_552_and_not_kept() -> None:
+    settings = CaptureSinkSettings(host="127.0.0.1", port=0, max_message_bytes=4096)
+    capture = CaptureSink(settings)
+    await capture.start()
+    try:
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=capture.port, start_tls=False,
+                                   timeout=10) as client:
+            with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+                await client.send_message(sized("big", "<big@example.com>", 64 * 1024))
+            assert refused.value.code == 552
+            # The session goes on: a message under the limit still lands.
+            await client.send_message(sized("small", "<small@example.com>", 1024))
+    finally:
+        await capture.stop()
+    assert [item["subject"] for item in capture.messages()] == ["small"]
+    assert capture.raw("<big@example.com>") is None
+
+
+async def test_stored_bytes_are_capped_oldest_dropped_first() -> None:
+    settings = CaptureSinkSettings(host="127.0.0.1", port=0, max_message_bytes=8192,
+                                   max_stored_bytes=12 * 1024)
+    capture = CaptureSink(settings)
+    await capture.start()
+    try:
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=capture.port, start_tls=False,
+                                   timeout=10) as client:
+            for n in range(5):
+                await client.send_message(sized(f"s{n}", f"<s{n}@example.com>", 5000))
+    finally:
+        await capture.stop()
+    info = capture.info()
+    assert [item["subject"] for item in capture.messages()] == ["s4", "s3"]
+    assert info["received_total"] == 5
+    assert 0 < info["stored_bytes"] <= 12 * 1024
+    assert capture.clear() == 2 and capture.info()["stored_bytes"] == 0
