@@ -27,7 +27,18 @@ STATUS_BY_ERROR: list[tuple[type[errors.EmailSenderError], int]] = [
     (errors.EmbedderUnavailable, 503),
     (errors.StoreError, 503),
     (errors.ConfigError, 400),
+    (errors.EventBusError, 503),
+    (errors.DeliveryError, 503),
 ]
+
+# A 503 tells the client what is down; the internal code says how it failed, not what to do.
+_CODE_FOR_CLIENT: list[tuple[type[errors.EmailSenderError], str]] = [
+    (errors.EventBusError, "event_bus_unavailable"),
+    (errors.DeliveryError, "relay_unavailable"),
+]
+
+# Seconds a client should wait before trying again after a 503.
+RETRY_AFTER_SECONDS = 5
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -66,6 +77,13 @@ def status_for(exc: errors.EmailSenderError) -> int:
     return 500
 
 
+def client_code(exc: errors.EmailSenderError) -> str:
+    for error_type, code in _CODE_FOR_CLIENT:
+        if isinstance(exc, error_type):
+            return code
+    return exc.code
+
+
 def describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
     """Name every bad field: ``body.to.0: value is not a valid email address``."""
     problems = []
@@ -90,7 +108,10 @@ def install(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             logger.error("request_failed", extra={"error": str(exc), "code": exc.code})
-        return error_response(status, exc.code, exc.message, exc.details)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+        code = client_code(exc)
+        details = exc.details if code == exc.code else {**exc.details, "cause": exc.code}
+        return error_response(status, code, exc.message, details, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import tracemalloc
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from email_sender.api.views import email_detail
 from email_sender.db.schema import emails
 from email_sender.service import Service
 
@@ -196,3 +198,30 @@ async def test_bad_suppression_input(service: Service, client: httpx.AsyncClient
     assert created.status_code == 201
     again = await client.post("/api/v1/suppressions", json={"address": "a@example.org"})
     assert again.status_code == 200 and again.json()["created"] is False
+
+
+async def test_detail_reports_attachment_sizes_without_decoding_them(
+    service: Service, client: httpx.AsyncClient
+) -> None:
+    sizes = [1, 2, 3, 4, 1000]
+    attachments = [_attachment(size, f"a{size}.bin") for size in sizes]
+    answer = await client.post("/api/v1/emails", json=email(attachments=attachments))
+    assert answer.status_code == 202, answer.text
+    email_id = answer.json()["id"]
+    detail = (await client.get(f"/api/v1/emails/{email_id}")).json()
+    assert [item["size"] for item in detail["attachments"]] == sizes
+    assert all("content_base64" not in item for item in detail["attachments"])
+
+    # The size comes from the encoded length: showing 12 MB of attachments allocates nothing
+    # near 12 MB (decoding them would).
+    row = await service.outbox.get(email_id)
+    row["attachments"] = [{"filename": "big.bin", "content_type": "application/octet-stream",
+                           "content_base64": "QUJD" * 4_000_000}]
+    tracemalloc.start()
+    try:
+        shown = email_detail(row)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert shown["attachments"][0]["size"] == 12_000_000
+    assert peak < 1_000_000, peak
