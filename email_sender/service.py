@@ -67,7 +67,7 @@ class Service:
         )
         self.bus: EventBus = build_event_bus(settings.event_bus)
         self.modes = ModeStore(self.db)
-        self.registry = Registry(stop_timeout=settings.server.shutdown_grace)
+        self.registry = Registry(stop_timeout=settings.server.shutdown_grace, retry_max=30.0)
         self.registry.add(self.db)
         self.registry.add(self.bus)
         self.outbox = Outbox(self.db, idempotency_retention=settings.mail.idempotency_retention)
@@ -279,6 +279,8 @@ class Service:
                     restarted = await self.registry.restart_due()
                     if restarted:
                         logger.info("managers_retried", extra={"managers": restarted})
+                    if "database" in restarted:
+                        next_beat = time.monotonic()  # the mode and the node row, at once
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + interval
                     await self.registry.refresh()

@@ -1,17 +1,20 @@
 """The real app on a real database: every foundation endpoint, modes, auth and bad input."""
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from email_sender.api.app import create_app, create_metrics_app
 from email_sender.db.schema import audit_log
-from email_sender.service import Service
+from email_sender.service import Service, build_service
 from email_sender.settings import ApiKeySettings
-from tests.conftest import make_settings
+from tests.conftest import REDIS_URL, asgi_client, make_settings
+from tests.support.faultproxy import FaultProxy
 
 
 async def test_health_summarises_every_manager(client: httpx.AsyncClient) -> None:
@@ -58,20 +61,67 @@ async def test_managers_status_and_discovery(service: Service, client: httpx.Asy
     assert discovery["nodes"][0]["status"] == "live"
 
 
-async def test_restart_reprobes_and_reports(client: httpx.AsyncClient) -> None:
+async def test_restart_with_nothing_failed_restarts_nothing(client: httpx.AsyncClient) -> None:
     answer = await client.post("/api/v1/managers/discovery/restart")
     assert answer.status_code == 200
     assert answer.json() == {"restarted": [], "still_failed": [], "dropped_nodes": 0}
 
 
+@pytest.mark.redis
+async def test_restart_starts_a_failed_manager_and_what_it_blocked(
+    tmp_path: Path, database_url: str
+) -> None:
+    redis_port = int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
+    with FaultProxy("127.0.0.1", redis_port) as proxy:
+        proxy.refuse()
+        settings = make_settings(
+            tmp_path, database_url,
+            **{"event_bus.backend": "redis", "event_bus.redis_url": proxy.route(REDIS_URL)},
+        )
+        node = build_service(settings)
+        node.registry.retry_initial = 3600.0  # only the operator's restart may start it again
+        async with node, asgi_client(node) as http:
+            assert node.registry.status("event_bus").state == "failed"
+            still_down = (await http.post("/api/v1/managers/discovery/restart")).json()
+            assert still_down["restarted"] == ["event_bus", "email_sender"]
+            assert still_down["still_failed"] == ["event_bus", "email_sender"]
+
+            proxy.pass_through()
+            answer = await http.post("/api/v1/managers/discovery/restart")
+            assert answer.status_code == 200
+            assert answer.json() == {
+                "restarted": ["event_bus", "email_sender"], "still_failed": [], "dropped_nodes": 0
+            }
+            assert (await http.get("/health")).json()["status"] == "ok"
+
+
 async def test_event_stats_and_purge(service: Service, client: httpx.AsyncClient) -> None:
-    await service.bus.publish("test.event", n=1)
-    stats = (await client.get("/api/v1/events/stats")).json()
-    assert stats["published"] >= 1
-    assert stats["backend"] == "memory"
-    purged = await client.post("/api/v1/events/purge")
-    assert purged.status_code == 200
-    assert purged.json()["purged"] >= 0
+    # Every worker held by a handler that waits: the events after those stay pending.
+    workers = service.settings.event_bus.workers
+    entered, release = asyncio.Semaphore(0), asyncio.Event()
+
+    async def held(event: Any) -> None:
+        entered.release()
+        await release.wait()
+
+    service.bus.subscribe("test.event", held)
+    try:
+        for n in range(workers + 3):
+            assert await service.bus.publish("test.event", n=n)
+        for _ in range(workers):
+            async with asyncio.timeout(10):
+                await entered.acquire()
+        stats = (await client.get("/api/v1/events/stats")).json()
+        assert stats["backend"] == "memory"
+        assert stats["published"] >= workers + 3
+        assert stats["backlog"] == 3
+        purged = await client.post("/api/v1/events/purge")
+        assert purged.status_code == 200
+        assert purged.json()["purged"] == 3
+        assert (await client.get("/api/v1/events/stats")).json()["backlog"] == 0
+    finally:
+        release.set()
+        service.bus.unsubscribe("test.event", held)
 
 
 async def test_read_only_mode_refuses_writes_and_keeps_reads(
@@ -240,13 +290,29 @@ async def test_blocked_ips_and_rate_limit(tmp_path: Path) -> None:
 async def test_metrics_expose_requests_managers_bus_and_memory(
     service: Service, client: httpx.AsyncClient
 ) -> None:
-    await client.get("/health")
-    await service.bus.publish("metric.test")
+    # The registry is process-wide: counters are compared before and after, not by name.
     transport = httpx.ASGITransport(app=create_metrics_app(service))
     async with httpx.AsyncClient(transport=transport, base_url="http://m") as http:
+        before = (await http.get("/metrics")).text
+        await client.get("/health")
+        await service.bus.publish("metric.test")
         text = (await http.get("/metrics")).text
-    assert 'email_sender_http_requests_total{method="GET",route="/health",status="200"}' in text
-    assert 'email_sender_manager_state{manager="database",state="running"} 1.0' in text
-    assert 'email_sender_events_published_total{type="metric.test"}' in text
-    assert "email_sender_events_backlog" in text
-    assert "email_sender_process_resident_memory_bytes" in text
+    health_requests = {"method": "GET", "route": "/health", "status": "200"}
+    assert sample(text, "email_sender_http_requests_total", **health_requests) == (
+        sample(before, "email_sender_http_requests_total", **health_requests) or 0.0
+    ) + 1
+    assert sample(text, "email_sender_manager_state", manager="database", state="running") == 1.0
+    assert sample(text, "email_sender_manager_state", manager="database", state="failed") == 0.0
+    published = sample(before, "email_sender_events_published_total", type="metric.test") or 0.0
+    assert sample(text, "email_sender_events_published_total", type="metric.test") == published + 1
+    assert sample(text, "email_sender_events_backlog") == float(service.bus.backlog())
+    assert (sample(text, "email_sender_process_resident_memory_bytes") or 0) > 10 * 2**20
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a Prometheus scrape, or None when absent."""
+    for family in text_string_to_metric_families(text):
+        for item in family.samples:
+            if item.name == name and item.labels == labels:
+                return float(item.value)
+    return None

@@ -91,6 +91,38 @@ async def test_a_node_started_without_redis_answers_degraded_and_heals(tmp_path:
             assert (await node.outbox.get(accepted.id))["status"] == "sent"
 
 
+@pytest.mark.postgres
+async def test_a_node_started_without_its_database_answers_down_and_heals(
+    tmp_path: Path, pg_url: str
+) -> None:
+    with FaultProxy("127.0.0.1", 5432) as proxy:
+        proxy.refuse()  # PostgreSQL "down"
+        node = build_service(make_settings(tmp_path, proxy.route(pg_url), **FAST))
+        node.registry.retry_initial, node.registry.retry_max = 0.2, 1.0
+        server = served(node)
+        async with node:
+            url = f"http://127.0.0.1:{server.port('api')}"
+            code, body, seconds = await get_health(url)
+            assert (code, body["status"]) == (503, "down")
+            assert seconds < 1.0
+            assert body["managers"]["database"]["state"] == "failed"
+            assert body["failing"]["database"]
+            assert "dependency not running: database" in body["failing"]["email_sender"]
+
+            proxy.pass_through()  # PostgreSQL comes back
+
+            async def healthy() -> bool:
+                code, body, _ = await get_health(url)
+                return code == 200 and body["status"] == "ok"
+
+            await wait_for(healthy, timeout=30, interval=0.2)
+
+            async def listed() -> bool:  # the heartbeat row is written once it heals
+                return node.node_id in {row["node_id"] for row in (await node.discovery())["nodes"]}
+
+            await wait_for(listed, timeout=10)
+
+
 async def test_a_taken_capture_sink_port_fails_the_build_naming_port_and_holder(
     tmp_path: Path,
 ) -> None:

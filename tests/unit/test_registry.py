@@ -1,3 +1,5 @@
+import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -95,3 +97,131 @@ def test_cycles_and_unknown_dependencies_are_config_errors() -> None:
         Registry([Recorder("a", log, depends_on=("ghost",))]).order()
     with pytest.raises(ConfigError, match="registered twice"):
         Registry([Recorder("a", log), Recorder("a", log)])
+
+
+class Stubborn(Recorder):
+    """Start, stop or health that swallow every cancellation and end only when released."""
+
+    def __init__(self, name: str, log: list[str], *, hang: str) -> None:
+        super().__init__(name, log)
+        self.hang = hang
+        self.released = asyncio.Event()
+
+    async def _hang(self) -> None:
+        while not self.released.is_set():
+            try:
+                await self.released.wait()
+            except asyncio.CancelledError:
+                continue
+
+    async def start(self) -> None:
+        if self.hang == "start":
+            await self._hang()
+        await super().start()
+
+    async def stop(self) -> None:
+        if self.hang == "stop":
+            await self._hang()
+        await super().stop()
+
+    async def health(self) -> Health:
+        if self.hang == "health":
+            await self._hang()
+        return Health(State.RUNNING)
+
+
+async def test_a_stop_that_ignores_cancellation_is_given_up_on_in_time() -> None:
+    log: list[str] = []
+    stubborn = Stubborn("stubborn", log, hang="stop")
+    registry = Registry([Recorder("database", log), stubborn], stop_timeout=0.3)
+    await registry.start()
+    started = time.monotonic()
+    await registry.stop()
+    elapsed = time.monotonic() - started
+    stopped = list(log)
+    stubborn.released.set()
+    await asyncio.sleep(0.01)
+    assert elapsed < 2.0
+    assert registry.status("stubborn").state == State.FAILED
+    assert "stop:stubborn gave no answer in 0.3 s" in (registry.status("stubborn").last_error or "")
+    assert stopped[-1] == "stop database"  # the next one still stopped
+
+
+async def test_a_start_that_hangs_fails_within_start_timeout() -> None:
+    log: list[str] = []
+    stubborn = Stubborn("stubborn", log, hang="start")
+    registry = Registry([stubborn], start_timeout=0.3)
+    started = time.monotonic()
+    await registry.start()
+    assert time.monotonic() - started < 2.0
+    stubborn.released.set()
+    await asyncio.sleep(0.01)
+    assert registry.status("stubborn").state == State.FAILED
+    assert "gave no answer" in (registry.status("stubborn").last_error or "")
+
+
+async def test_a_hanging_health_probe_answers_in_budget_then_fails_the_manager() -> None:
+    log: list[str] = []
+    stubborn = Stubborn("stubborn", log, hang="none")
+    registry = Registry([stubborn], probe_timeout=0.5)
+    await registry.start()
+    stubborn.hang = "health"
+    started = time.monotonic()
+    await registry.refresh(budget=0.1)
+    assert time.monotonic() - started < 0.4
+    assert registry.status("stubborn").state == State.RUNNING  # last known, not waited for
+    await asyncio.sleep(0.5)
+    await registry.refresh(budget=0.1)
+    assert registry.status("stubborn").state == State.FAILED
+    assert "health probe gave no answer in 0.5 s" in (registry.status("stubborn").last_error or "")
+    stubborn.released.set()
+    await registry.stop()
+
+
+async def test_failed_starts_back_off_exponentially_up_to_a_cap() -> None:
+    log: list[str] = []
+    flaky = Recorder("event_bus", log, fail=True)
+    dependent = Recorder("email_sender", log, depends_on=("event_bus",))
+    registry = Registry([flaky, dependent], retry_initial=0.25, retry_max=1.0)
+    await registry.start()
+    delays = []
+    for _ in range(4):
+        status = registry.status("event_bus")
+        assert status.next_retry_at is not None
+        delays.append(round(status.next_retry_at - status.since, 2))
+        assert await registry.restart_due() == []  # not due yet
+        await asyncio.sleep((registry.next_retry_in() or 0.0) + 0.01)
+        assert await registry.restart_due() == ["event_bus"]  # the blocked one waits for it
+    assert delays == [0.25, 0.5, 1.0, 1.0]
+    assert registry.status("event_bus").start_failures == 5
+    assert registry.status("email_sender").last_error == "dependency not running: event_bus"
+
+    flaky.fail = False
+    await asyncio.sleep((registry.next_retry_in() or 0) + 0.01)
+    assert await registry.restart_due() == ["event_bus", "email_sender"]
+    assert {status.name: status.state for status in registry.statuses()} == {
+        "event_bus": State.RUNNING, "email_sender": State.RUNNING}
+    assert registry.status("event_bus").start_failures == 0
+    assert registry.next_retry_in() is None
+    await registry.stop()
+
+
+async def test_a_manager_failing_while_running_is_stopped_and_started_again() -> None:
+    log: list[str] = []
+
+    class Crashing(Recorder):
+        healthy = True
+
+        async def health(self) -> Health:
+            return Health(State.RUNNING if self.healthy else State.FAILED, "", "reader died")
+
+    crashing = Crashing("event_bus", log)
+    registry = Registry([crashing])
+    await registry.start()
+    crashing.healthy = False
+    await registry.refresh()
+    assert registry.status("event_bus").state == State.FAILED
+    crashing.healthy = True
+    assert await registry.restart_due() == ["event_bus"]
+    assert log == ["start event_bus", "stop event_bus", "start event_bus"]
+    await registry.stop()
