@@ -45,6 +45,9 @@ _TAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*")
 _NAME_ADDR = re.compile(r"\s*(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]*)>\s*")
+# Everything str.splitlines() breaks on, and NUL: the email package refuses such header values
+# when the message is built, so they are refused when the email is accepted instead.
+_LINE_BREAK = re.compile("[\x00\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 class AttachmentIn(BaseModel):
@@ -252,8 +255,13 @@ def _address_list(values: list[str], name: str) -> list[str]:
 
 
 def _refuse_line_breaks(value: str, field_path: str) -> None:
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise ValidationError(field_path, "must not contain CR, LF or NUL characters")
+    found = _LINE_BREAK.search(value)
+    if found is not None:
+        raise ValidationError(
+            field_path,
+            f"must not contain line breaks or NUL (found U+{ord(found.group()):04X} "
+            f"at position {found.start()})",
+        )
 
 
 def _check_recipients(data: EmailIn, limits: MailSettings) -> tuple[list[str], ...]:

@@ -147,6 +147,46 @@ def test_line_breaks_are_refused(overrides: dict[str, Any], field: str) -> None:
     assert error.field == field
 
 
+# Every character str.splitlines() breaks on: the email package refuses them in a header value
+# when the message is built, so an email holding one could never be sent.
+LINE_SEPARATORS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+SEPARATORS = [*LINE_SEPARATORS, "\x00"]
+
+
+@pytest.mark.parametrize("separator", SEPARATORS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"subject": "Hi{}there"}, "subject"),
+        ({"headers": {"X-Campaign": "spring{}2027"}}, "headers.X-Campaign"),
+        ({"from": "Eve{}Smith <eve@example.com>"}, "from"),
+        ({"to": ["Al{}ice <alice@example.com>"]}, "to[0]"),
+    ],
+)
+def test_unicode_line_separators_are_refused(
+    separator: str, overrides: dict[str, Any], field: str
+) -> None:
+    filled = {
+        key: (value.format(separator) if isinstance(value, str)
+              else [item.format(separator) for item in value] if isinstance(value, list)
+              else {name: text.format(separator) for name, text in value.items()})
+        for key, value in overrides.items()
+    }
+    error = refused(request(**filled))
+    assert error.field == field
+    assert f"U+{ord(separator):04X}" in error.reason
+
+
+@pytest.mark.parametrize("separator", LINE_SEPARATORS, ids=lambda c: f"U+{ord(c):04X}")
+def test_what_is_accepted_can_be_built(separator: str) -> None:
+    """Why the rule exists: the same email builds without the separator, and not with it."""
+    prepared = prepare_email(request(subject="Hi there", headers={"X-Campaign": "spring"}), LIMITS)
+    message = build_mime(prepared)
+    assert message["Subject"] == "Hi there"
+    with pytest.raises(ValueError):
+        message.replace_header("Subject", f"Hi{separator}there")
+
+
 # --- headers ----------------------------------------------------------------------------------
 
 
