@@ -16,6 +16,7 @@ nothing above an adapter catches a library's exception.
     ├── DeliveryError                    sending mail failed
     │   ├── TransientDeliveryError       try again later (4xx, timeouts, connection errors)
     │   └── PermanentDeliveryError       never succeeds (5xx)
+    ├── SendWithdrawn                    a send was called off before its SMTP transaction began
     ├── VectorError                      the vector side failed
     │   ├── DimensionMismatch            vector size differs from the collection's
     │   ├── EmbedderUnavailable          the embedder cannot answer now
@@ -136,6 +137,12 @@ class PermanentDeliveryError(DeliveryError):
     """Sending failed for good."""
 
     code = "delivery_failed"
+
+
+class SendWithdrawn(EmailSenderError):
+    """The send was called off before its SMTP transaction began; nothing was sent."""
+
+    code = "send_withdrawn"
 
 
 class VectorError(EmailSenderError):

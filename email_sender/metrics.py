@@ -99,8 +99,18 @@ delivery_duration = Histogram(
 )
 delivery_latency = Histogram(
     "email_sender_delivery_latency_seconds",
-    "Time from accept (or send_at) to sent.",
+    "Time from accept to sent, retries included.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+    registry=REGISTRY,
+)
+delivery_leases_lost = Counter(
+    "email_sender_delivery_leases_lost_total",
+    "Emails a worker gave up because its lease on them was lost before it could send.",
+    registry=REGISTRY,
+)
+delivery_outcomes_unrecorded = Counter(
+    "email_sender_delivery_outcomes_unrecorded_total",
+    "Delivery outcomes that could not be written after retries (the email is tried again).",
     registry=REGISTRY,
 )
 emails_suppressed = Counter(
@@ -172,3 +182,11 @@ class ProcessCollector(Collector):
 
 
 REGISTRY.register(ProcessCollector())
+
+# Event loop (see looplag.py): how late a short timer fires; late means the loop was held.
+event_loop_lag = Histogram(
+    "email_sender_event_loop_lag_seconds",
+    "How late the event loop woke a task that slept a short interval.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)

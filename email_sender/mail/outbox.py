@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Text, and_, bindparam, func, insert, or_, select, update
 
 from email_sender.db.engine import Database
 from email_sender.db.schema import attempts, emails
@@ -254,12 +254,17 @@ class Outbox:
         query = select(*_SUMMARY)
         if status:
             query = query.where(emails.c.status == status)
+        # autoescape: a % or _ in a filter is that character, not a wildcard.
         if sender:
-            query = query.where(emails.c.from_addr.contains(sender))
+            query = query.where(emails.c.from_addr.contains(sender, autoescape=True))
         if to:
-            query = query.where(func.lower(emails.c.to_addrs.cast(_text())).contains(to.lower()))
+            query = query.where(
+                func.lower(emails.c.to_addrs.cast(Text())).contains(to.lower(), autoescape=True)
+            )
         if tag:
-            query = query.where(emails.c.tags.cast(_text()).contains(json.dumps(tag)))
+            query = query.where(
+                emails.c.tags.cast(Text()).contains(json.dumps(tag), autoescape=True)
+            )
         if since is not None:
             query = query.where(emails.c.created_at >= since)
         if until is not None:
@@ -381,20 +386,41 @@ class Outbox:
             )
             return list(rows)
 
+    async def renew(self, email_ids: list[str], worker: str, *, lease_until: float) -> set[str]:
+        """Extend ``worker``'s lease on these emails; answer the ids it still holds."""
+        if not email_ids:
+            return set()
+        async with self.db.transaction() as connection:
+            rows = await connection.execute(
+                update(emails)
+                .where(
+                    emails.c.id.in_(email_ids),
+                    emails.c.lease_owner == worker,
+                    emails.c.status == Status.SENDING.value,
+                )
+                .values(lease_until=lease_until)
+                .returning(emails.c.id)
+            )
+            return set(rows.scalars())
+
     async def record(self, outcomes: list[dict[str, Any]], worker: str) -> list[str]:
         """Store outcomes of leased emails in one transaction; answer the ids recorded.
 
-        An outcome whose lease was lost (expired and taken by another worker) is not recorded.
+        An outcome whose lease was lost (expired and taken by another worker) is not recorded,
+        except a sent one: a message that went out is recorded while the email is still being
+        sent, so that the worker holding it now learns it is done instead of sending it again.
         Each outcome has ``email_id``, ``n``, ``status``, ``attempt`` (the attempts row) and
         optionally ``next_attempt_at``, ``last_error``, ``sent_at``.
         """
         if not outcomes:
             return []
         now = time.time()
+        sent = [o["email_id"] for o in outcomes if o["status"] == Status.SENT.value]
         held = (
             select(emails.c.id)
             .where(emails.c.id.in_([outcome["email_id"] for outcome in outcomes]),
-                   emails.c.lease_owner == worker, emails.c.status == Status.SENDING.value)
+                   or_(emails.c.lease_owner == worker, emails.c.id.in_(sent)),
+                   emails.c.status == Status.SENDING.value)
         )
         if self.db.dialect == "postgresql":
             held = held.with_for_update()
@@ -423,12 +449,15 @@ class Outbox:
             ])
         return [outcome["email_id"] for outcome in mine]
 
-    async def release(self, email_ids: list[str], worker: str) -> None:
-        """Give leased emails back unsent (a stopping worker), without counting an attempt."""
+    async def release(self, email_ids: list[str], worker: str) -> set[str]:
+        """Give leased emails back unsent, without counting an attempt; answer those given back.
+
+        An email whose lease ``worker`` no longer holds is left alone.
+        """
         if not email_ids:
-            return
+            return set()
         async with self.db.transaction() as connection:
-            await connection.execute(
+            rows = await connection.execute(
                 update(emails)
                 .where(
                     emails.c.id.in_(email_ids),
@@ -442,12 +471,16 @@ class Outbox:
                     attempts=emails.c.attempts - 1,
                     updated_at=time.time(),
                 )
+                .returning(emails.c.id)
             )
+            return set(rows.scalars())
 
 
 _FINISH = (
     update(emails)
-    .where(emails.c.id == bindparam("b_id"), emails.c.lease_owner == bindparam("b_worker"),
+    .where(emails.c.id == bindparam("b_id"),
+           or_(emails.c.lease_owner == bindparam("b_worker"),
+               bindparam("b_status") == Status.SENT.value),
            emails.c.status == Status.SENDING.value)
     .values(
         status=bindparam("b_status"),
@@ -496,12 +529,6 @@ class _GroupCommit:
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)
-
-
-def _text() -> Any:
-    from sqlalchemy import Text
-
-    return Text()
 
 
 def _encode_cursor(created_at: float, email_id: str) -> str:

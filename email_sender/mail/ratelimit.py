@@ -1,9 +1,10 @@
-"""Per-relay rate limits that hold across every process sharing the database.
+"""Per-relay rate limits: the :class:`RateLimiter` interface and its two token buckets.
 
-Each relay has one token bucket row (``rate_buckets``): capacity one second of tokens, refilled
-at ``rate_per_second``. A process takes tokens in small chunks and spends them locally, so the
-database sees one write per chunk, not per email; the sum over processes still never exceeds
-the bucket.
+:class:`LocalTokenBucket` holds within one process. :class:`SharedTokenBucket` holds across every
+process sharing the database: each relay has one token bucket row (``rate_buckets``), capacity
+one second of tokens, refilled at ``rate_per_second``. A process takes tokens in small chunks and
+spends them locally, so the database sees one write per chunk, not per email; the sum over
+processes still never exceeds the bucket.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select, update
 
@@ -20,9 +23,79 @@ from email_sender.db.engine import Database
 from email_sender.db.schema import rate_buckets
 from email_sender.errors import DuplicateKey
 
+_TOKEN_EPSILON = 1e-9
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    async def acquire(self, relay: str) -> None: ...
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class LocalTokenBucket:
+    """An in-process token bucket per relay.
+
+    ``rate_per_second`` is one rate for every relay, or a rate per relay name; a rate of 0 (or a
+    relay missing from the mapping) is unlimited. ``burst`` tokens are available at once.
+    """
+
+    def __init__(
+        self,
+        rate_per_second: float | Mapping[str, float],
+        burst: int = 1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        if burst < 1:
+            raise ValueError("burst must be >= 1")
+        self._rates = rate_per_second
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._buckets: dict[str, _Bucket] = {}
+        self.granted: Counter[str] = Counter()
+        self.waited: Counter[str] = Counter()
+
+    def rate_for(self, relay: str) -> float:
+        if isinstance(self._rates, Mapping):
+            return float(self._rates.get(relay, 0.0))
+        return float(self._rates)
+
+    async def acquire(self, relay: str) -> None:
+        """Wait until ``relay`` has a token, then take it."""
+        rate = self.rate_for(relay)
+        if rate > 0:
+            await self._take(relay, rate)
+        self.granted[relay] += 1
+
+    async def _take(self, relay: str, rate: float) -> None:
+        bucket = self._buckets.get(relay)
+        if bucket is None:
+            bucket = self._buckets[relay] = _Bucket(tokens=float(self.burst), updated=self._clock())
+        # Waiters queue on the lock, so tokens go out in arrival order.
+        async with bucket.lock:
+            while True:
+                now = self._clock()
+                bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * rate)
+                bucket.updated = now
+                # The tolerance absorbs float rounding of elapsed * rate, which would otherwise
+                # leave 0.999... tokens and a wait too short for the clock to move.
+                if bucket.tokens >= 1.0 - _TOKEN_EPSILON:
+                    bucket.tokens -= 1.0
+                    return
+                self.waited[relay] += 1
+                await self._sleep((1.0 - bucket.tokens) / rate)
+
 
 class SharedTokenBucket:
-    """A RateLimiter (see ``mail.transport``) backed by the SQL database."""
+    """A :class:`RateLimiter` backed by the SQL database."""
 
     def __init__(
         self, db: Database, rates: Mapping[str, float], *, chunk_seconds: float = 0.1

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -34,14 +34,17 @@ from email_sender.errors import (
     ConfigError,
     DeliveryError,
     PermanentDeliveryError,
+    SendWithdrawn,
     TransientDeliveryError,
 )
+from email_sender.mail.ratelimit import LocalTokenBucket, RateLimiter
 from email_sender.settings import RelaySettings
 
 logger = logging.getLogger(__name__)
 
 QUIT_TIMEOUT = 2.0
-_TOKEN_EPSILON = 1e-9
+# Weight of the newest transaction in a relay's running average of transaction time.
+DURATION_WEIGHT = 0.2
 
 
 @dataclass(frozen=True)
@@ -55,81 +58,15 @@ class SendResult:
 @runtime_checkable
 class Transport(Protocol):
     async def send(
-        self, message: EmailMessage, sender: str, recipients: list[str]
+        self,
+        message: EmailMessage,
+        sender: str,
+        recipients: list[str],
+        *,
+        ready: Callable[[], bool] | None = None,
     ) -> SendResult: ...
 
     async def close(self) -> None: ...
-
-
-@runtime_checkable
-class RateLimiter(Protocol):
-    async def acquire(self, relay: str) -> None: ...
-
-
-# --- rate limiting ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-class LocalTokenBucket:
-    """An in-process token bucket per relay.
-
-    ``rate_per_second`` is one rate for every relay, or a rate per relay name; a rate of 0 (or a
-    relay missing from the mapping) is unlimited. ``burst`` tokens are available at once.
-    """
-
-    def __init__(
-        self,
-        rate_per_second: float | Mapping[str, float],
-        burst: int = 1,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-    ) -> None:
-        if burst < 1:
-            raise ValueError("burst must be >= 1")
-        self._rates = rate_per_second
-        self.burst = burst
-        self._clock = clock
-        self._sleep = sleep
-        self._buckets: dict[str, _Bucket] = {}
-        self.granted: Counter[str] = Counter()
-        self.waited: Counter[str] = Counter()
-
-    def rate_for(self, relay: str) -> float:
-        if isinstance(self._rates, Mapping):
-            return float(self._rates.get(relay, 0.0))
-        return float(self._rates)
-
-    async def acquire(self, relay: str) -> None:
-        """Wait until ``relay`` has a token, then take it."""
-        rate = self.rate_for(relay)
-        if rate > 0:
-            await self._take(relay, rate)
-        self.granted[relay] += 1
-
-    async def _take(self, relay: str, rate: float) -> None:
-        bucket = self._buckets.get(relay)
-        if bucket is None:
-            bucket = self._buckets[relay] = _Bucket(tokens=float(self.burst), updated=self._clock())
-        # Waiters queue on the lock, so tokens go out in arrival order.
-        async with bucket.lock:
-            while True:
-                now = self._clock()
-                bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * rate)
-                bucket.updated = now
-                # The tolerance absorbs float rounding of elapsed * rate, which would otherwise
-                # leave 0.999... tokens and a wait too short for the clock to move.
-                if bucket.tokens >= 1.0 - _TOKEN_EPSILON:
-                    bucket.tokens -= 1.0
-                    return
-                self.waited[relay] += 1
-                await self._sleep((1.0 - bucket.tokens) / rate)
 
 
 # --- error translation -----------------------------------------------------------------------
@@ -199,6 +136,8 @@ class _RelayPool:
         self._closed = False
         self.open = 0
         self.opened_total = 0
+        # Running average of one SMTP transaction, once one has been timed.
+        self.transaction_seconds: float | None = None
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -207,7 +146,30 @@ class _RelayPool:
             "idle": len(self._idle),
             "opened_total": self.opened_total,
             "max_connections": self.settings.max_connections,
+            "transaction_ms": round(self.transaction_seconds * 1000, 3)
+            if self.transaction_seconds is not None else None,
         }
+
+    @property
+    def busy(self) -> bool:
+        """Every connection slot is taken by a send in progress."""
+        return self._slots.locked()
+
+    def capacity(self, seconds: float) -> float:
+        """How many messages this relay can take in ``seconds``, by rate and by connections."""
+        rate = self.settings.rate_per_second
+        by_rate = rate * seconds + 1 if rate > 0 else math.inf
+        by_connections = (
+            self.settings.max_connections * seconds / self.transaction_seconds
+            if self.transaction_seconds else math.inf
+        )
+        return min(by_rate, by_connections)
+
+    def timed(self, seconds: float) -> None:
+        if self.transaction_seconds is None:
+            self.transaction_seconds = seconds
+        else:
+            self.transaction_seconds += DURATION_WEIGHT * (seconds - self.transaction_seconds)
 
     async def checkout(self, *, fresh: bool = False) -> _Connection:
         """A connection for one exchange; holds a slot until :meth:`checkin`."""
@@ -334,8 +296,23 @@ class SmtpTransport:
         """Per relay: open and idle connections, connections opened so far, the limit."""
         return [pool.stats() for pool in self._pools]
 
-    async def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> SendResult:
-        """Send ``message`` to ``recipients``; raise Transient/PermanentDeliveryError if not."""
+    def capacity(self, seconds: float) -> float:
+        """How many messages the relays can take in ``seconds`` (the best relay's figure)."""
+        return max(pool.capacity(seconds) for pool in self._pools)
+
+    async def send(
+        self,
+        message: EmailMessage,
+        sender: str,
+        recipients: list[str],
+        *,
+        ready: Callable[[], bool] | None = None,
+    ) -> SendResult:
+        """Send ``message`` to ``recipients``; raise Transient/PermanentDeliveryError if not.
+
+        ``ready`` is asked once a connection and a rate token are ours, right before the SMTP
+        transaction: if it answers False, nothing is sent and :class:`SendWithdrawn` is raised.
+        """
         if not recipients:
             raise PermanentDeliveryError("no recipients", network=False)
         unreachable: list[DeliveryError] = []
@@ -350,11 +327,11 @@ class SmtpTransport:
                 unreachable.append(exc)
                 continue
             try:
-                return await self._exchange(pool, connection, message, sender, recipients)
+                return await self._exchange(pool, connection, message, sender, recipients, ready)
             except _StaleConnection:
                 connection = await self._fresh(pool)
                 return await self._exchange(
-                    pool, connection, message, sender, recipients, take_token=False
+                    pool, connection, message, sender, recipients, ready, take_token=False
                 )
         raise _all_unreachable(unreachable)
 
@@ -371,6 +348,7 @@ class SmtpTransport:
         message: EmailMessage,
         sender: str,
         recipients: list[str],
+        ready: Callable[[], bool] | None,
         *,
         take_token: bool = True,
     ) -> SendResult:
@@ -379,12 +357,17 @@ class SmtpTransport:
         try:
             if take_token:
                 await self.rate_limiter.acquire(pool.name)
+            if ready is not None and not ready():
+                reusable = connection.client.is_connected
+                raise SendWithdrawn(relay=pool.name)
             started = time.perf_counter()
             with smtp_errors(pool.name):
                 response = await _transaction(connection, message, sender, recipients)
             reusable = True
+            pool.timed(time.perf_counter() - started)
         except DeliveryError as exc:
             reusable = connection.client.is_connected
+            pool.timed(time.perf_counter() - started)
             logger.warning(
                 "smtp_send_failed",
                 extra={"relay": pool.name, "code": exc.smtp_code, "duration_ms": _ms_since(started),
@@ -402,9 +385,14 @@ class SmtpTransport:
         return result
 
     async def check(self) -> str:
-        """Reach a relay and NOOP it; return its name, or raise TransientDeliveryError."""
+        """Reach a relay and NOOP it; return its name, or raise TransientDeliveryError.
+
+        A relay whose every connection is busy sending is reachable: it is not waited for.
+        """
         unreachable: list[DeliveryError] = []
         for pool in self._pools:
+            if pool.busy:
+                return pool.name
             try:
                 connection = await pool.checkout()
             except DeliveryError as exc:

@@ -2,37 +2,55 @@
 
 Each worker claims a batch under a lease, sends its emails concurrently through the transport's
 pooled connections, and records each outcome as soon as it is known (outcomes that finish
-together share one transaction). Emails of a batch whose lease is close to running out are given
-back unsent rather than risk a second worker sending them too. Delivery pauses in read-only and
-maintenance modes.
+together share one transaction). A batch is sized to what the relays can take within half a
+lease; the lease is renewed while its emails wait for a connection or a rate token, and checked
+once more right before each SMTP transaction starts, so a slow or rate-limited relay never lets
+another worker take an email that is about to be sent. An email whose lease was lost is given
+up, counted and logged, never sent by the worker that lost it. Every email ends its attempt in a
+recorded state, whatever fails. Delivery pauses in read-only and maintenance modes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from email.message import EmailMessage
 from typing import Any
 
 from email_sender import metrics
-from email_sender.errors import DeliveryError, EmailSenderError, TransientDeliveryError
+from email_sender.errors import (
+    DeliveryError,
+    EmailSenderError,
+    SendWithdrawn,
+    TransientDeliveryError,
+)
 from email_sender.events import EventBus
 from email_sender.mail.message import address_of, build_mime
 from email_sender.mail.outbox import Outbox, Status, prepared_from_row
 from email_sender.mail.retry import Outcome, RetryPolicy
 from email_sender.mail.suppression import SuppressionList, normalise
-from email_sender.mail.transport import Transport
+from email_sender.mail.transport import SendResult, Transport
 from email_sender.managers import Health, State
 from email_sender.modes import ModeStore
 from email_sender.settings import DeliverySettings
 
 logger = logging.getLogger(__name__)
 
-# Stop starting sends when less than this share of the lease is left.
+# Start no SMTP transaction when less than this share of the lease is left.
 LEASE_SAFETY = 0.25
+# The lease is renewed this many times per lease period while its emails wait.
+RENEWALS_PER_LEASE = 3
+# A batch holds what the relays can take in this share of the lease.
+CLAIM_SHARE = 0.5
+# Recording an outcome is tried this many times before it is given up (and logged).
+RECORD_TRIES = 5
 HOUSEKEEPING_SECONDS = 5.0
+RELAY_CHECK_TIMEOUT = 5.0
 
 
 class DeliveryManager:
@@ -61,6 +79,8 @@ class DeliveryManager:
         self.transport: Transport | None = None
         self.worker_prefix = node_id or uuid.uuid4().hex[:8]
         self._tasks: list[asyncio.Task[None]] = []
+        # Sends still waiting for a connection or a rate token: stopping may call them off.
+        self._waiting_sends: set[asyncio.Task[SendResult]] = set()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self.counters: dict[str, int] = {
@@ -90,6 +110,8 @@ class DeliveryManager:
         """Finish the sends in progress, give back what was not started, close connections."""
         self._stopping.set()
         self._wake.set()
+        for waiting in list(self._waiting_sends):
+            waiting.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self.transport is not None:
@@ -117,7 +139,8 @@ class DeliveryManager:
         error = None
         if check is not None:
             try:
-                await asyncio.wait_for(check(), 5.0)
+                async with asyncio.timeout(RELAY_CHECK_TIMEOUT):
+                    await check()
             except (DeliveryError, TimeoutError) as exc:
                 error = str(exc) or "timed out"
         self._relay_checked = (time.monotonic(), error)
@@ -147,65 +170,93 @@ class DeliveryManager:
                 self.last_error = str(exc)
                 logger.warning("delivery_cycle_failed", extra={"worker": worker, "error": str(exc)})
                 claimed = 0
+            except Exception as exc:  # a worker must outlive any one batch; its leases expire
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.exception("delivery_cycle_crashed", extra={"worker": worker})
+                claimed = 0
             if claimed == 0:
                 await self._idle()
 
     async def _idle(self) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-        except TimeoutError:
-            pass
+        with suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.poll_interval):
+                await self._wake.wait()
         self._wake.clear()
+
+    def claim_size(self) -> int:
+        """How many emails one worker claims: what the relays can take in part of a lease."""
+        capacity = getattr(self.transport, "capacity", None)
+        if capacity is None:
+            return self.settings.batch_size
+        per_worker = capacity(self.settings.lease_seconds * CLAIM_SHARE) / self.settings.workers
+        if math.isinf(per_worker):
+            return self.settings.batch_size
+        return max(1, min(self.settings.batch_size, math.floor(per_worker)))
 
     async def _cycle(self, worker: str) -> int:
         mode = await self.modes.current()
         if not mode.delivers:
             return 0
-        lease = self.settings.lease_seconds
         batch = await self.outbox.claim(
-            worker, batch_size=self.settings.batch_size, lease_seconds=lease
+            worker, batch_size=self.claim_size(), lease_seconds=self.settings.lease_seconds
         )
         if not batch:
             return 0
         self.counters["claimed"] += len(batch)
-        send_until = time.monotonic() + lease * (1 - LEASE_SAFETY)
-        suppressed = await self.suppressions.among(
-            address_of(address)
-            for row in batch
-            for address in (*row.to_addrs, *row.cc_addrs, *row.bcc_addrs)
-        )
-        recorder = _Recorder(self.outbox, worker, self)
-        await asyncio.gather(
-            *(self._deliver(row, worker, suppressed, send_until, recorder) for row in batch)
-        )
-        await recorder.flush()
+        lease = _Lease(self.outbox, worker, batch, self.settings.lease_seconds)
+        recorder = _Recorder(self.outbox, worker, self, lease)
+        async with lease.renewed():
+            suppressed = await self.suppressions.among(
+                address_of(address)
+                for row in batch
+                for address in (*row.to_addrs, *row.cc_addrs, *row.bcc_addrs)
+            )
+            await asyncio.gather(
+                *(self._deliver(row, lease, suppressed, recorder) for row in batch)
+            )
+            await recorder.flush()
         return len(batch)
 
+    def _may_send(self, lease: _Lease, email_id: str) -> bool:
+        return not self._stopping.is_set() and lease.holds(email_id)
+
     async def _deliver(
-        self, row: Any, worker: str, suppressed: set[str], send_until: float, recorder: _Recorder
+        self, row: Any, lease: _Lease, suppressed: set[str], recorder: _Recorder
     ) -> None:
-        if self._stopping.is_set() or time.monotonic() > send_until:
-            await self.outbox.release([row.id], worker)
-            self.counters["released"] += 1
+        if not self._may_send(lease, row.id):
+            await self._give_back(row, lease)
             return
-        email = prepared_from_row(row)
-        recipients = [r for r in email.recipients if normalise(r) not in suppressed]
         started = time.time()
-        if not recipients:
-            await recorder.add(
-                row,
-                {
-                    "status": Status.SUPPRESSED.value,
-                    "last_error": "every recipient is on the suppression list",
-                    "attempt": _attempt(
-                        None, None, "all recipients suppressed", Status.SUPPRESSED.value, started
-                    ),
-                },
-            )
-            return
-        assert self.transport is not None
         try:
-            result = await self.transport.send(build_mime(email), email.sender, recipients)
+            email = prepared_from_row(row)
+            message = build_mime(email)
+        except Exception as exc:  # stored before today's rules, or a bug: it can never be sent
+            logger.error(
+                "delivery_unbuildable",
+                extra={"email_id": row.id, "error": f"{type(exc).__name__}: {exc}"},
+                exc_info=True,
+            )
+            reason = f"the message cannot be built: {type(exc).__name__}: {exc}"
+            await recorder.add(row, {
+                "status": Status.FAILED.value,
+                "last_error": reason,
+                "attempt": _attempt(None, None, reason, Status.FAILED.value, started),
+            })
+            return
+        recipients = [r for r in email.recipients if normalise(r) not in suppressed]
+        if not recipients:
+            reason = "every recipient is on the suppression list"
+            await recorder.add(row, {
+                "status": Status.SUPPRESSED.value,
+                "last_error": reason,
+                "attempt": _attempt(None, None, reason, Status.SUPPRESSED.value, started),
+            })
+            return
+        try:
+            result = await self._send(message, email.sender, recipients, lease, row.id)
+        except SendWithdrawn:
+            await self._give_back(row, lease)
+            return
         except DeliveryError as exc:
             await recorder.add(row, self._failure(row, exc, started))
             if (
@@ -219,6 +270,15 @@ class DeliveryManager:
                     detail=exc.message,
                     email_id=row.id,
                 )
+            return
+        except Exception as exc:  # unexpected: defer with backoff rather than leave it sending
+            logger.error(
+                "delivery_send_crashed",
+                extra={"email_id": row.id, "error": f"{type(exc).__name__}: {exc}"},
+                exc_info=True,
+            )
+            unexpected = TransientDeliveryError(f"unexpected error: {type(exc).__name__}: {exc}")
+            await recorder.add(row, self._failure(row, unexpected, started))
             return
         await recorder.add(
             row,
@@ -235,6 +295,49 @@ class DeliveryManager:
                 ),
             },
         )
+
+    async def _send(
+        self,
+        message: EmailMessage,
+        sender: str,
+        recipients: list[str],
+        lease: _Lease,
+        email_id: str,
+    ) -> SendResult:
+        """Send, unless the lease or a stop calls it off before the SMTP transaction begins."""
+        assert self.transport is not None
+
+        def ready() -> bool:
+            self._waiting_sends.discard(sending)
+            return self._may_send(lease, email_id)
+
+        sending = asyncio.create_task(
+            self.transport.send(message, sender, recipients, ready=ready)
+        )
+        self._waiting_sends.add(sending)
+        try:
+            return await sending
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if sending.cancelled() and not (current is not None and current.cancelling()):
+                # Called off by stop() while still waiting: nothing was sent.
+                raise SendWithdrawn() from None
+            raise
+        finally:
+            self._waiting_sends.discard(sending)
+
+    async def _give_back(self, row: Any, lease: _Lease) -> None:
+        """An email not sent: released if still ours, else counted as a lost lease."""
+        lease.finish(row.id)
+        if not lease.lost(row.id) and await self.outbox.release([row.id], lease.worker):
+            self.counters["released"] += 1
+        else:
+            self._lease_lost(row.id)
+
+    def _lease_lost(self, email_id: str) -> None:
+        self.counters["lease_lost"] += 1
+        metrics.delivery_leases_lost.inc()
+        logger.warning("delivery_lease_lost", extra={"email_id": email_id})
 
     def _failure(self, row: Any, exc: DeliveryError, started: float) -> dict[str, Any]:
         network = isinstance(exc, TransientDeliveryError) and bool(exc.details.get("network"))
@@ -266,10 +369,9 @@ class DeliveryManager:
                     last_expiry = time.monotonic()
             except EmailSenderError as exc:
                 logger.warning("delivery_housekeeping_failed", extra={"error": str(exc)})
-            try:
-                await asyncio.wait_for(self._stopping.wait(), HOUSEKEEPING_SECONDS)
-            except TimeoutError:
-                pass
+            with suppress(TimeoutError):
+                async with asyncio.timeout(HOUSEKEEPING_SECONDS):
+                    await self._stopping.wait()
 
 
 def _attempt(
@@ -290,13 +392,76 @@ def _attempt(
     }
 
 
+class _Lease:
+    """One worker's lease on a claimed batch: renewed while its emails wait, checked per send."""
+
+    def __init__(self, outbox: Outbox, worker: str, batch: list[Any], seconds: float) -> None:
+        self.outbox = outbox
+        self.worker = worker
+        self.seconds = seconds
+        self.until = min(row.lease_until for row in batch)
+        self._waiting = {row.id for row in batch}
+        self._lost: set[str] = set()
+
+    def holds(self, email_id: str) -> bool:
+        """Still ours, with enough of the lease left to start a transaction."""
+        return email_id not in self._lost and time.time() < self.until - self.seconds * LEASE_SAFETY
+
+    def lost(self, email_id: str) -> bool:
+        return email_id in self._lost
+
+    def finish(self, email_id: str) -> None:
+        """This email's attempt is over: stop renewing its lease."""
+        self._waiting.discard(email_id)
+
+    async def renew(self) -> None:
+        waiting = list(self._waiting - self._lost)
+        if not waiting:
+            return
+        until = time.time() + self.seconds
+        held = await self.outbox.renew(waiting, self.worker, lease_until=until)
+        self._lost.update(email_id for email_id in waiting if email_id not in held)
+        self.until = until
+
+    @asynccontextmanager
+    async def renewed(self) -> AsyncIterator[None]:
+        """Renew the lease in the background while the block runs."""
+        done = asyncio.Event()
+        renewer = asyncio.create_task(self._renew_until(done), name=f"lease-{self.worker}")
+        try:
+            yield
+        finally:
+            done.set()
+            await renewer
+
+    async def _renew_until(self, done: asyncio.Event) -> None:
+        interval = self.seconds / RENEWALS_PER_LEASE
+        while not done.is_set():
+            with suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await done.wait()
+            if done.is_set():
+                return
+            try:
+                await self.renew()
+            except EmailSenderError as exc:
+                # Not renewed: holds() turns false as the old lease runs out, so no new
+                # transaction starts on a lease that may have been lost.
+                logger.warning(
+                    "delivery_lease_renew_failed", extra={"worker": self.worker, "error": str(exc)}
+                )
+
+
 class _Recorder:
     """Writes outcomes as soon as possible; those that arrive during a write share the next."""
 
-    def __init__(self, outbox: Outbox, worker: str, manager: DeliveryManager) -> None:
+    def __init__(
+        self, outbox: Outbox, worker: str, manager: DeliveryManager, lease: _Lease
+    ) -> None:
         self.outbox = outbox
         self.worker = worker
         self.manager = manager
+        self.lease = lease
         self._pending: list[tuple[Any, dict[str, Any]]] = []
         self._lock = asyncio.Lock()
 
@@ -309,15 +474,36 @@ class _Recorder:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
-            recorded: set[str] = set(
-                await self.outbox.record([outcome for _, outcome in batch], self.worker)
-            )
+            recorded = await self._record([outcome for _, outcome in batch])
         for row, outcome in batch:
+            self.lease.finish(row.id)
+            if recorded is None:
+                continue
             if row.id not in recorded:
-                self.manager.counters["lease_lost"] += 1
-                logger.warning("delivery_lease_lost", extra={"email_id": row.id})
+                self.manager._lease_lost(row.id)
                 continue
             await self._announce(row, outcome)
+
+    async def _record(self, outcomes: list[dict[str, Any]]) -> set[str] | None:
+        """Record, retrying while the database fails; None when it never answered."""
+        delay = 0.1
+        for attempt in range(1, RECORD_TRIES + 1):
+            try:
+                return set(await self.outbox.record(outcomes, self.worker))
+            except EmailSenderError as exc:
+                if attempt == RECORD_TRIES:
+                    # The lease runs out and the emails are tried again: a sent one may go
+                    # twice, which is why this is an error and not a warning.
+                    logger.error(
+                        "delivery_outcome_unrecorded",
+                        extra={"email_ids": [o["email_id"] for o in outcomes],
+                               "statuses": [o["status"] for o in outcomes], "error": str(exc)},
+                    )
+                    metrics.delivery_outcomes_unrecorded.inc(len(outcomes))
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        return None
 
     async def _announce(self, row: Any, outcome: dict[str, Any]) -> None:
         status = outcome["status"]
@@ -329,16 +515,18 @@ class _Recorder:
         if attempt["relay"]:
             metrics.delivery_duration.labels(relay).observe(attempt["duration_ms"] / 1000)
         if status == Status.SENT.value:
-            metrics.delivery_latency.observe(outcome["sent_at"] - row.next_attempt_at)
+            metrics.delivery_latency.observe(outcome["sent_at"] - row.created_at)
         elif status == Status.SUPPRESSED.value:
             metrics.emails_suppressed.inc()
-        logger.info(
+        log = logger.error if status == Status.FAILED.value else logger.info
+        log(
             f"email_{status}",
             extra={
                 "email_id": row.id,
                 "relay": attempt["relay"],
                 "code": attempt["smtp_code"],
                 "attempt": row.attempts,
+                "error": outcome.get("last_error"),
                 "duration_ms": round(attempt["duration_ms"], 2),
             },
         )

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +84,33 @@ async def workers_that_sent(pg_url: str) -> set[str]:
         await database.stop()
 
 
+async def leases_held(pg_url: str) -> dict[str, float]:
+    """Emails being sent, with the time their lease runs out."""
+    database = Database(pg_url, migrate=False)
+    try:
+        async with database.connect() as connection:
+            rows = await connection.execute(
+                select(emails.c.id, emails.c.lease_until).where(emails.c.status == "sending")
+            )
+            return {row.id: row.lease_until for row in rows}
+    finally:
+        await database.stop()
+
+
+async def attempt_starts(pg_url: str, email_ids: list[str]) -> dict[str, float]:
+    """The earliest recorded attempt start of each of these emails."""
+    database = Database(pg_url, migrate=False)
+    try:
+        async with database.connect() as connection:
+            rows = await connection.execute(
+                select(attempts.c.email_id, func.min(attempts.c.started_at))
+                .where(attempts.c.email_id.in_(email_ids)).group_by(attempts.c.email_id)
+            )
+            return {email_id: started for email_id, started in rows}
+    finally:
+        await database.stop()
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -132,17 +158,24 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_only_what_it_had_in_
         if victim.poll() is None:
             victim.kill()
     # What the dead worker held: leased emails whose outcome it never recorded.
-    in_flight = await count_status(pg_url, "sending")
+    held = await leases_held(pg_url)
+    in_flight = len(held)
+    assert in_flight > 0, "the killed worker held no lease; nothing was tested"
     sent_before = await count_status(pg_url, "sent")
     assert sent_before < total, "the kill came after the work was done; nothing was tested"
-    started = time.monotonic()
     rescuer = start_worker(tmp_path, "rescuer", pg_url, smtp_server,
                            EMAIL_SENDER__DELIVERY__LEASE_SECONDS="3")
     try:
         await wait_for(lambda: _equals(count_status(pg_url, "sent"), total), timeout=180)
     finally:
         stop(rescuer)
-    assert time.monotonic() - started >= 0  # reclaimed after the lease, not before
+    # Reclaimed after the lease ran out, not before: every attempt on an email the dead worker
+    # held started once its lease was over.
+    retried = await attempt_starts(pg_url, list(held))
+    assert set(retried) == set(held)
+    early = {email_id: (retried[email_id], held[email_id]) for email_id in held
+             if retried[email_id] < held[email_id]}
+    assert early == {}, early
     received = smtp_server.accepted_ids()
     assert len(received) == total, "an acknowledged email was lost"
     duplicates = sum(count - 1 for count in received.values())

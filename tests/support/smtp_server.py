@@ -1,11 +1,11 @@
 """A real, controllable SMTP server for integration tests.
 
 It listens on a free port in its own thread (aiosmtpd) and answers every DATA according to
-``mode`` ("250", "421", "451", "550" or "drop" to close the socket mid-transaction), unless a
-script was given for that Message-ID (e.g. ``[451, 250]``: first attempt deferred, then
-accepted). It counts TCP connections, DATA attempts and accepted messages per Message-ID, so a
-test can assert that each email was delivered exactly once. AUTH (PLAIN/LOGIN) and STARTTLS are
-optional.
+``mode`` ("250", "421", "451", "550" or "drop" to close the socket mid-transaction), after
+``data_delay`` seconds (a slow relay), unless a script was given for that Message-ID (e.g.
+``[451, 250]``: first attempt deferred, then accepted). It counts TCP connections, DATA
+attempts and accepted messages per Message-ID, so a test can assert that each email was
+delivered exactly once. AUTH (PLAIN/LOGIN) and STARTTLS are optional.
 
     server = SmtpTestServer()
     server.start()
@@ -33,6 +33,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from email_sender.mail.sink import FreePortController
+from email_sender.ports import bind
 
 MODES = ("250", "421", "451", "550", "drop")
 Answer = int | str
@@ -73,6 +74,9 @@ class _Handler:
         raw = envelope.original_content or b""
         message_id = str(BytesHeaderParser(policy=default_policy).parsebytes(raw)
                          .get("Message-ID", "")).strip()
+        if self.server.data_delay:
+            # A slow relay: the reply to DATA comes late.
+            await asyncio.sleep(self.server.data_delay)
         answer = self.server._next_answer(message_id)
         if answer == "drop":
             assert smtp.transport is not None
@@ -154,6 +158,7 @@ class SmtpTestServer:
         self.lock = threading.Lock()
         self._mode = "250"
         self.greeting_code = 220
+        self.data_delay = 0.0
         self.refuse_recipients: set[str] = set()
         self._scripts: dict[str, deque[Answer]] = {}
         self.connections = 0
@@ -169,7 +174,7 @@ class SmtpTestServer:
         if tls_context is not None:
             kwargs["tls_context"] = tls_context
         self._controller = _ServerController(
-            self, handler=_Handler(self), hostname=host, port=0, **kwargs
+            self, handler=_Handler(self), hostname=host, sock=bind(host, 0), **kwargs
         )
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -234,6 +239,7 @@ class SmtpTestServer:
         with self.lock:
             self._mode = "250"
             self.greeting_code = 220
+            self.data_delay = 0.0
             self._scripts.clear()
             self.refuse_recipients.clear()
             self.connections = 0

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from email_sender.mail.transport import LocalTokenBucket, RateLimiter
+from email_sender.mail.ratelimit import LocalTokenBucket, RateLimiter
 
 
 class FakeTime:
