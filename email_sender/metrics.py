@@ -108,6 +108,12 @@ delivery_leases_lost = Counter(
     "Emails a worker gave up because its lease on them was lost before it could send.",
     registry=REGISTRY,
 )
+delivery_uncertain = Counter(
+    "email_sender_delivery_uncertain_total",
+    "Sends cut after the message data went out, before the relay answered: retried, so the "
+    "recipient may get a second copy.",
+    registry=REGISTRY,
+)
 delivery_outcomes_unrecorded = Counter(
     "email_sender_delivery_outcomes_unrecorded_total",
     "Delivery outcomes that could not be written after retries (the email is tried again).",

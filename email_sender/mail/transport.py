@@ -9,8 +9,9 @@ message fails with that recipient's code, so a retry never sends twice to the ac
 
 aiosmtplib's exceptions are translated here, once, by :func:`smtp_errors`: 4xx, timeouts and lost
 connections become :class:`TransientDeliveryError`, 5xx becomes :class:`PermanentDeliveryError`.
-Each carries ``smtp_code``, ``relay`` and, in ``details``, the server's ``response`` and whether
-the failure was the ``network``'s.
+Each carries ``smtp_code``, ``relay`` and, in ``details``, the server's ``response``, whether
+the failure was the ``network``'s, and ``uncertain`` when the connection failed after the message
+data was sent, before the relay answered (the relay may have taken it).
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ class _Connection:
     client: aiosmtplib.SMTP
     idle_since: float = 0.0
     reused: bool = False
+    # The message data went out and no reply came back yet: a failure now leaves it unknown
+    # whether the relay took the message.
+    awaiting_reply: bool = False
 
 
 class _StaleConnection(Exception):
@@ -368,6 +372,9 @@ class SmtpTransport:
         except DeliveryError as exc:
             reusable = connection.client.is_connected
             pool.timed(time.perf_counter() - started)
+            if connection.awaiting_reply and exc.details.get("network"):
+                # Retrying may deliver a second copy; the worker counts these.
+                exc.details["uncertain"] = True
             logger.warning(
                 "smtp_send_failed",
                 extra={"relay": pool.name, "code": exc.smtp_code, "duration_ms": _ms_since(started),
@@ -420,6 +427,7 @@ async def _transaction(
     connection: _Connection, message: EmailMessage, sender: str, recipients: list[str]
 ) -> aiosmtplib.SMTPResponse:
     client = connection.client
+    connection.awaiting_reply = False
     utf8 = _needs_smtputf8(message, sender, recipients)
     if utf8 and not client.supports_extension("smtputf8"):
         raise aiosmtplib.SMTPNotSupported("the relay does not support SMTPUTF8 addresses")
@@ -441,6 +449,7 @@ async def _transaction(
     try:
         for recipient in recipients:
             await client.rcpt(recipient, encoding=encoding)
+        connection.awaiting_reply = True
         return await client.data(data)
     except aiosmtplib.SMTPResponseException as exc:
         if exc.code == 421:

@@ -91,6 +91,7 @@ class DeliveryManager:
             "suppressed": 0,
             "lease_lost": 0,
             "released": 0,
+            "uncertain": 0,
         }
         self.last_error: str | None = None
         self._relay_checked: tuple[float, str | None] = (0.0, None)
@@ -258,6 +259,11 @@ class DeliveryManager:
             await self._give_back(row, lease)
             return
         except DeliveryError as exc:
+            if exc.details.get("uncertain"):
+                self.counters["uncertain"] += 1
+                metrics.delivery_uncertain.inc()
+                logger.warning("delivery_outcome_uncertain", extra={"email_id": row.id,
+                               "relay": exc.relay, "error": exc.message})
             await recorder.add(row, self._failure(row, exc, started))
             if (
                 self.policy.suppress(exc.smtp_code, exc.details.get("response"))

@@ -262,3 +262,21 @@ async def test_list_filters_take_wildcards_literally(
     assert await listed(tag="50_off") == [odd["id"]]
     assert await listed(tag="5__off") == []
     assert sorted(await listed(**{"from": "bookings@"})) == sorted([plain["id"], odd["id"]])
+
+
+async def test_a_cut_after_data_is_retried_and_counted_as_uncertain(
+    node: Service, api: httpx.AsyncClient, smtp_server: SmtpTestServer
+) -> None:
+    accepted = (await api.post("/api/v1/emails", json=email(8, send_at="2999-01-01T00:00:00Z")))
+    message = accepted.json()
+    smtp_server.script(message["message_id"], ["drop", 250])
+    async with node.db.transaction() as connection:
+        await connection.execute(
+            emails.update().where(emails.c.id == message["id"]).values(next_attempt_at=0)
+        )
+    node.get("email_sender").wake()
+    await wait_for(lambda: _status_is(api, message["id"], "sent"))
+    detail = (await api.get(f"/api/v1/emails/{message['id']}")).json()
+    assert [a["outcome"] for a in detail["attempts"]] == ["deferred", "sent"]
+    assert node.get("email_sender").counters["uncertain"] == 1
+    assert smtp_server.attempts_by_id[message["message_id"]] == 2

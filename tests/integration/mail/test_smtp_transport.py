@@ -7,6 +7,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from email.message import EmailMessage
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from email_sender.errors import PermanentDeliveryError, TransientDeliveryError
+from email_sender.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from email_sender.mail.message import EmailIn, PreparedEmail, build_mime, prepare_email
 from email_sender.mail.ratelimit import LocalTokenBucket
 from email_sender.mail.transport import SmtpTransport
@@ -400,3 +401,40 @@ async def test_international_reply_to_alone_still_uses_smtputf8(
     [received] = smtp_server.messages()
     assert received.smtputf8 is True
     assert "Reply-To: Jöhn <jöhn@exämple.org>".encode() in received.data
+
+
+async def test_a_relay_busy_with_every_connection_is_reachable(smtp_server: SmtpTestServer) -> None:
+    smtp_server.data_delay = 3.0
+    transport = SmtpTransport([relay(smtp_server, max_connections=1)])
+    try:
+        sending = asyncio.create_task(send(transport))
+        await wait_until(lambda: smtp_server.data_attempts == 1)
+        started = time.monotonic()
+        assert await transport.check() == smtp_server.relay_name
+        assert time.monotonic() - started < 1.0, "the check waited for the busy connection"
+        await sending
+    finally:
+        await transport.close()
+
+
+async def test_a_cut_after_the_data_is_marked_uncertain(
+    smtp_server: SmtpTestServer, transport: SmtpTransport
+) -> None:
+    email = prepared()
+    smtp_server.script(email.message_id, ["drop"])
+    with pytest.raises(TransientDeliveryError) as caught:
+        await send(transport, email)
+    assert caught.value.details["uncertain"] is True
+    # A failure before the data went out is not.
+    smtp_server.refuse_recipients.add("bob@example.com")
+    smtp_server.disconnect_all()
+    with pytest.raises(DeliveryError) as refused:
+        await send(transport, prepared(to=["bob@example.com"]))
+    assert "uncertain" not in refused.value.details
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
