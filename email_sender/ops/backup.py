@@ -37,8 +37,8 @@ from email_sender import __version__
 from email_sender.db.engine import Database, upgrade
 from email_sender.db.schema import metadata
 from email_sender.errors import IntegrityError, NotFound, ValidationError
+from email_sender.ops.jsonl import JsonlStore
 from email_sender.ops.migrate import migrate
-from email_sender.ops.uris import JsonlStore
 from email_sender.settings import Settings
 from email_sender.vectors.checksums import DigestAccumulator, point_checksum
 from email_sender.vectors.store import VectorStore
@@ -104,11 +104,12 @@ async def create_backup(
         (work / "config.yaml").write_text(
             yaml.safe_dump(_without_secrets(settings.masked()), sort_keys=False)
         )
-        manifest["files"] = {
+        # Hashing every file of a large backup takes seconds: not on the event loop.
+        manifest["files"] = await asyncio.to_thread(lambda: {
             str(path.relative_to(work)): {"sha256": _sha256(path), "size": path.stat().st_size}
             for path in sorted(work.rglob("*"))
             if path.is_file()
-        }
+        })
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         # Only a complete backup gets its final name.
         work.rename(folder)

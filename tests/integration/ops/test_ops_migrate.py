@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 from email_sender.cli_ops import vectors_ops_commands
 from email_sender.errors import DimensionMismatch
+from email_sender.ops.jsonl import JsonlStore
 from email_sender.ops.migrate import migrate
-from email_sender.ops.uris import JsonlStore
 from email_sender.ops.verify import verify
 from email_sender.vectors.edge import EdgeVectorStore
 from email_sender.vectors.server import ServerVectorStore

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from email_sender.ops.jsonl import JsonlStore
 from email_sender.ops.migrate import migrate
-from email_sender.ops.uris import JsonlStore
 from email_sender.ops.verify import verify
 from email_sender.vectors.edge import EdgeVectorStore
 from email_sender.vectors.server import ServerVectorStore

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from email_sender.errors import Conflict, DimensionMismatch, IntegrityError, ValidationError
+from email_sender.ops.jsonl import JsonlStore
 from email_sender.ops.uris import (
-    JsonlStore,
     default_state_path,
     open_store,
     same_store,
