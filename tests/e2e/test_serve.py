@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from tests.conftest import REDIS_URL, free_port
+from tests.support.faultproxy import FaultProxy
 
 CLI = [sys.executable, "-m", "email_sender"]
 
@@ -150,6 +151,49 @@ def test_a_degraded_node_answers_and_stops_within_shutdown_grace(tmp_path: Path)
     assert elapsed < grace, f"stopped in {elapsed:.1f} s"
 
 
+def test_sigterm_while_a_dependency_hangs_the_start_exits_within_shutdown_grace(
+    tmp_path: Path,
+) -> None:
+    """Redis accepts connections and never answers: the node is still starting (its bus start
+    waits on Redis) when SIGTERM comes, and it exits within server.shutdown_grace all the same."""
+    grace = 3.0
+    redis_port = int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
+    with FaultProxy("127.0.0.1", redis_port) as proxy:
+        proxy.hang()
+        env = serve_env(
+            event_bus__backend="redis",
+            event_bus__redis_url=proxy.route(REDIS_URL),
+            server__shutdown_grace=grace,
+        )
+        process = subprocess.Popen(
+            [*CLI, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(free_port()),
+             "--metrics-port", str(free_port())],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        log = tmp_path / "data" / "logs" / "email-sender.log"
+        try:
+            deadline = time.monotonic() + 60
+            # The database started and the bus is waiting on Redis: the node is mid-start.
+            while (
+                '"manager": "database"' not in (log.read_text() if log.exists() else "")
+                or proxy.stats().accepted == 0
+            ):
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "the node did not begin to start in 60 s"
+                time.sleep(0.05)
+            stopping = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=30)
+            elapsed = time.monotonic() - stopping
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert elapsed < grace, f"stopped in {elapsed:.1f} s"
+    assert code == 0, process.stderr.read() if process.stderr else ""
+    assert "serving http" not in (process.stderr.read() if process.stderr else "")
+
+
 def test_config_validate_names_each_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("event_bus:\n  workers: 0\nservr: {}\n")
@@ -165,7 +209,7 @@ def test_config_validate_names_each_problem(tmp_path: Path) -> None:
 
 def test_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None:
     result = run("serve", "--data-dir", str(tmp_path), "--host", "0.0.0.0", "--port", "0",
-                 "--metrics-port", "0")
+                 "--metrics-port", "0", env=serve_env())
     assert result.returncode == 1
     assert "no security.api_keys are configured" in result.stderr
     assert "Traceback" not in result.stderr
