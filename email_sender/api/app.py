@@ -47,6 +47,7 @@ def create_app(service: Service) -> FastAPI:
         title="EMAIL_SENDER_1",
         version=__version__,
         description="Self-hosted email delivery with semantic memory.",
+        responses=errors.ERROR_RESPONSES,
     )
     app.state.service = service
     app.state.keys = KeyRing(settings.security)

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from email_sender import errors
@@ -53,6 +54,36 @@ _HTTP_CODES = {
     422: "validation_error",
     429: "rate_limited",
     503: "unavailable",
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. validation_error")
+    message: str = Field(description="what failed, naming the field where there is one")
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+# Declared on every operation, so the OpenAPI schema tells clients (and the schema fuzzer
+# checks) what an error looks like; FastAPI's own 422 schema ({"detail": [...]}) is not ours.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in [
+        (400, "Bad request"),
+        (401, "Missing or unknown API key"),
+        (403, "The API key lacks the scope"),
+        (404, "No such resource"),
+        (409, "Conflict with the resource's state"),
+        (413, "Over a size limit"),
+        (422, "Invalid input; the message names the field"),
+        (429, "Rate limited"),
+        (503, "A dependency is down or the service mode refuses it"),
+    ]
 }
 
 
