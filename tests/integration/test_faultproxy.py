@@ -102,6 +102,27 @@ async def test_cut_after_bytes_forwards_only_the_prefix(proxy_to_echo: FaultProx
     assert stats.cuts == 1 and stats.bytes_up == 3 and stats.bytes_down == 0
 
 
+async def test_hang_after_pattern_freezes_that_connection_until_released(
+    proxy_to_echo: FaultProxy,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy_to_echo.port)
+    proxy_to_echo.hang(after_pattern=b"|", times=1)
+    writer.write(b"abc|def")
+    await writer.drain()
+    # The upstream got "abc|"; its echo and the rest are held.
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
+            await reader.read(10)
+    stats = proxy_to_echo.stats()
+    assert (stats.freezes, stats.bytes_up, stats.bytes_down) == (1, 4, 0)
+    assert proxy_to_echo.mode == "pass"  # times=1: new connections pass
+    assert await roundtrip(proxy_to_echo, b"other") == b"other"
+    proxy_to_echo.pass_through()  # an explicit change thaws the frozen connection
+    async with asyncio.timeout(5):
+        assert await reader.readexactly(7) == b"abc|def"
+    writer.close()
+
+
 def _message(message_id: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = "a@example.com"

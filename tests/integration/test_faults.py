@@ -5,6 +5,8 @@ the module (``pytest -s``):
 
 * relay drops after DATA, before its 250: the email is deferred, retried and sent; the relay
   holds at most one extra copy per drop (the duplicate an SMTP client cannot rule out).
+* relay takes the message but never answers DATA: the send times out after ``timeout``
+  (relay setting), the email is deferred and sent again: one extra copy, not more.
 * relay hangs: the send times out after ``timeout`` (relay setting) and the email is deferred,
   not stuck in ``sending``; once the relay answers again it is sent exactly once.
 * PostgreSQL unreachable during accept (refused, then hanging): ``POST /api/v1/emails`` answers
@@ -121,6 +123,31 @@ async def test_relay_drop_after_data_is_retried_and_the_duplicate_is_bounded(
         "deferred, retried, sent; <= 1 extra copy per drop",
         f"{drops} drops -> {len(deferred)} deferred attempts, 5/5 sent, "
         f"{sum(copies.values())} copies at relay ({extra} extra, max {max(copies.values())}/email)",
+    ))
+
+
+async def test_relay_that_never_answers_data_times_out_and_the_duplicate_is_bounded(
+    relay_node: Service, relay_proxy: FaultProxy, smtp_server: SmtpTestServer
+) -> None:
+    # The relay takes the whole message (and queues it), but its 250 never comes back.
+    relay_proxy.hang(after_pattern=END_OF_DATA, times=1)
+    timeout = relay_node.settings.smtp.relays[0].timeout
+    async with asgi_client(relay_node) as api:
+        [item] = await accept(api, 1)
+        await wait_for(lambda: all_sent(api, [item["id"]]), timeout=60)
+        final = await detail(api, item["id"])
+    outcomes = [attempt["outcome"] for attempt in final["attempts"]]
+    assert outcomes == ["deferred", "sent"], final["attempts"]
+    first = final["attempts"][0]
+    assert timeout * 1000 * 0.9 <= first["duration_ms"] < timeout * 1000 * 4
+    assert relay_proxy.stats().freezes == 1
+    copies = smtp_server.accepted_count(item["message_id"])
+    assert copies == 2  # one unanswered transaction, one extra copy; not more
+    FAULT_TABLE.append((
+        f"relay never answers DATA ({relay_node.db.dialect})",
+        f"times out after {timeout} s, deferred, sent; <= 1 extra copy",
+        f"attempts {outcomes}, first {first['duration_ms'] / 1000:.2f} s "
+        f"({first['response'] or final['last_error']!r}); {copies} copies at relay",
     ))
 
 

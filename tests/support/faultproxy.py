@@ -15,6 +15,10 @@ ways. The mode can change at any time, from any thread:
              discarded and the client's socket is closed, so the client never sees the reply.
              ``times`` bounds how many connections are cut before the proxy passes again.
 ``hang``     accept and never forward: every chunk, both ways, waits until the mode changes.
+             With ``after_pattern``, a connection is frozen right after the client sent the
+             pattern: the upstream gets it, its answer waits (a relay that took the message and
+             never says 250). Frozen connections thaw at the next explicit mode change;
+             ``times`` bounds how many are frozen before the proxy passes again.
 
     with FaultProxy("127.0.0.1", relay.port) as proxy:
         settings.relay_url = f"smtp://{proxy.address}"
@@ -43,6 +47,7 @@ class ProxyStats:
     accepted: int
     refused: int
     cuts: int
+    freezes: int
     active: int
     bytes_up: int
     bytes_down: int
@@ -65,6 +70,7 @@ class _Link:
         self.client = client
         self.upstream = upstream
         self.severed = False
+        self.frozen_at: int | None = None  # the thaw generation it was frozen in
         self.up_bytes_in_mode = 0
         self.mode_generation = -1
         self.tail = b""
@@ -99,6 +105,8 @@ class FaultProxy:
         self._accepted = 0
         self._refused = 0
         self._cuts = 0
+        self._freezes = 0
+        self._thaw_generation = 0
         self._bytes_up = 0
         self._bytes_down = 0
         self._links: set[_Link] = set()
@@ -172,8 +180,11 @@ class FaultProxy:
         if drop_existing:
             self.drop_connections()
 
-    def hang(self) -> None:
-        self._set(_Mode("hang"))
+    def hang(self, *, after_pattern: bytes | None = None, times: int | None = None) -> None:
+        """Hold every byte; or, with ``after_pattern``, freeze each connection right after it."""
+        if after_pattern is not None and not after_pattern:
+            raise ValueError("after_pattern must not be empty")
+        self._set(_Mode("hang", after_pattern=after_pattern, times=times))
 
     def cut(
         self,
@@ -218,6 +229,7 @@ class FaultProxy:
                 accepted=self._accepted,
                 refused=self._refused,
                 cuts=self._cuts,
+                freezes=self._freezes,
                 active=len(self._links),
                 bytes_up=self._bytes_up,
                 bytes_down=self._bytes_down,
@@ -225,6 +237,7 @@ class FaultProxy:
 
     def _set(self, mode: _Mode) -> None:
         with self._lock:
+            self._thaw_generation += 1
             generation = self._mode.generation + 1
             self._mode = _Mode(
                 mode.name, mode.latency_ms, mode.after_bytes, mode.after_pattern, mode.times,
@@ -320,39 +333,49 @@ class FaultProxy:
             link.close()
             self._links.discard(link)
 
-    async def _hold(self, mode: _Mode) -> _Mode:
-        """Wait while the proxy hangs (or for the latency); return the mode to act on."""
-        while mode.name == "hang" and not self._is_stopping():
+    def _held(self, link: _Link) -> bool:
+        with self._lock:
+            mode = self._mode
+            return (mode.name == "hang" and mode.after_pattern is None) or (
+                link.frozen_at == self._thaw_generation
+            )
+
+    async def _hold(self, link: _Link) -> _Mode:
+        """Wait while the link is held (or for the latency); return the mode to act on."""
+        while not self._is_stopping():
             assert self._changed is not None
-            changed = self._changed
-            mode = self._current()
-            if mode.name != "hang":
+            changed = self._changed  # taken before the check, so no change is missed
+            if not self._held(link):
                 break
             await changed.wait()
-            mode = self._current()
+        mode = self._current()
         if mode.name == "latency" and mode.latency_ms > 0:
             await asyncio.sleep(mode.latency_ms / 1000)
         return mode
 
     async def _pump_up(self, link: _Link, reader: asyncio.StreamReader) -> None:
-        """Client to upstream; this direction carries the cut triggers."""
+        """Client to upstream; this direction carries the cut and freeze triggers."""
         while not link.severed:
             chunk = await reader.read(_CHUNK)
             if not chunk:
                 link.close()
                 return
-            mode = await self._hold(self._current())
-            if link.severed:
-                return
-            forward, cut_now = self._apply_cut(link, mode, chunk)
-            if forward:
-                with self._lock:  # counted first: a reader may check as soon as it arrives
-                    self._bytes_up += len(forward)
-                link.upstream.write(forward)
-                await link.upstream.drain()
-            if cut_now:
-                self._sever(link)
-                return
+            while chunk:
+                mode = await self._hold(link)
+                if link.severed:
+                    return
+                end = self._trigger_end(link, mode, chunk)
+                forward, chunk = (chunk, b"") if end is None else (chunk[:end], chunk[end:])
+                if forward:
+                    with self._lock:  # counted first: a reader may check as soon as it arrives
+                        self._bytes_up += len(forward)
+                    link.upstream.write(forward)
+                    await link.upstream.drain()
+                if end is not None and mode.name == "cut":
+                    self._sever(link)
+                    return
+                if end is not None:
+                    self._freeze(link)
 
     async def _pump_down(self, link: _Link, reader: asyncio.StreamReader) -> None:
         """Upstream to client; after a cut the upstream's answer is read and thrown away."""
@@ -368,7 +391,7 @@ class FaultProxy:
             if not chunk:
                 link.close()
                 return
-            mode = await self._hold(self._current())
+            mode = await self._hold(link)
             if link.severed:
                 continue
             if mode.name == "cut" and mode.after_bytes is None and mode.after_pattern is None:
@@ -379,16 +402,17 @@ class FaultProxy:
             link.client.write(chunk)
             await link.client.drain()
 
-    def _apply_cut(self, link: _Link, mode: _Mode, chunk: bytes) -> tuple[bytes, bool]:
-        """What part of ``chunk`` to forward, and whether to cut right after it."""
-        if mode.name != "cut":
-            return chunk, False
+    def _trigger_end(self, link: _Link, mode: _Mode, chunk: bytes) -> int | None:
+        """Where in ``chunk`` the mode's trigger is met (cut or freeze right after), or None."""
+        triggered = mode.name == "cut" or (mode.name == "hang" and mode.after_pattern is not None)
+        if not triggered:
+            return None
         if link.mode_generation != mode.generation:
             link.mode_generation = mode.generation
             link.up_bytes_in_mode = 0
             link.tail = b""
         if mode.after_bytes is None and mode.after_pattern is None:
-            return b"", True
+            return 0
         ends: list[int] = []
         if mode.after_bytes is not None:
             remaining = mode.after_bytes - link.up_bytes_in_mode
@@ -401,10 +425,19 @@ class FaultProxy:
                 ends.append(found + len(mode.after_pattern) - len(link.tail))
             keep = len(mode.after_pattern) - 1  # a pattern may straddle two chunks
             link.tail = window[-keep:] if keep else b""
-        link.up_bytes_in_mode += len(chunk)
         if not ends:
-            return chunk, False
-        return chunk[: min(ends)], True
+            link.up_bytes_in_mode += len(chunk)
+            return None
+        end = min(ends)
+        link.up_bytes_in_mode += end
+        link.tail = b""
+        return end
+
+    def _freeze(self, link: _Link) -> None:
+        with self._lock:
+            link.frozen_at = self._thaw_generation
+            self._freezes += 1
+            self._spend_one_time()
 
     def _sever(self, link: _Link) -> None:
         """Close the client side now; the upstream side closes after its reply (or the grace)."""
@@ -412,12 +445,16 @@ class FaultProxy:
         link.client.transport.abort()
         with self._lock:
             self._cuts += 1
-            mode = self._mode
-            if mode.name == "cut" and mode.times is not None:
-                left = mode.times - 1
-                self._mode = (
-                    _Mode("pass", generation=mode.generation + 1)
-                    if left <= 0
-                    else _Mode("cut", 0.0, mode.after_bytes, mode.after_pattern, left,
-                               mode.generation)
-                )
+            self._spend_one_time()
+
+    def _spend_one_time(self) -> None:
+        """Count down ``times``; at zero the proxy passes (frozen links stay frozen)."""
+        mode = self._mode
+        if mode.times is None:
+            return
+        left = mode.times - 1
+        self._mode = (
+            _Mode("pass", generation=mode.generation + 1)
+            if left <= 0
+            else _Mode(mode.name, 0.0, mode.after_bytes, mode.after_pattern, left, mode.generation)
+        )
