@@ -108,6 +108,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
+@pytest.mark.timeout(300)  # ~30 operations x 25 examples, on a loaded machine too
 @seed(SEED)
 @settings(
     max_examples=MAX_EXAMPLES,
