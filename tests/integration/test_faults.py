@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from email_sender.db.engine import POSTGRES_COMMAND_TIMEOUT, POSTGRES_CONNECT_TIMEOUT
+from email_sender.metrics import REGISTRY
 from email_sender.service import Service, build_service
 from email_sender.settings import RelaySettings
 from tests.conftest import asgi_client, make_settings, wait_for
@@ -42,6 +43,11 @@ FAST_RETRIES = {
 }
 
 FAULT_TABLE: list[tuple[str, str, str]] = []
+
+
+def uncertain_sends() -> float:
+    """Sends the service itself counted as possibly duplicated (cut after the data went out)."""
+    return REGISTRY.get_sample_value("email_sender_delivery_uncertain_total") or 0.0
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -99,6 +105,7 @@ async def test_relay_drop_after_data_is_retried_and_the_duplicate_is_bounded(
     relay_node: Service, relay_proxy: FaultProxy, smtp_server: SmtpTestServer
 ) -> None:
     drops = 3
+    counted_before = uncertain_sends()
     relay_proxy.cut(after_pattern=END_OF_DATA, times=drops)
     async with asgi_client(relay_node) as api:
         items = await accept(api, 5)
@@ -118,11 +125,14 @@ async def test_relay_drop_after_data_is_retried_and_the_duplicate_is_bounded(
     deferred = [a for d in details for a in d["attempts"] if a["outcome"] == "deferred"]
     assert len(deferred) == drops  # every drop was recorded as a deferred attempt
     assert all(a["outcome"] == "sent" for d in details for a in d["attempts"][-1:])
+    counted = uncertain_sends() - counted_before
+    assert counted == extra  # the service counted every possible duplicate, and only those
     FAULT_TABLE.append((
         f"relay drops after DATA ({relay_node.db.dialect})",
         "deferred, retried, sent; <= 1 extra copy per drop",
         f"{drops} drops -> {len(deferred)} deferred attempts, 5/5 sent, "
-        f"{sum(copies.values())} copies at relay ({extra} extra, max {max(copies.values())}/email)",
+        f"{sum(copies.values())} copies at relay ({extra} extra, max {max(copies.values())}/email)"
+        f"; counted uncertain by the service: {counted:.0f}",
     ))
 
 
@@ -130,6 +140,7 @@ async def test_relay_that_never_answers_data_times_out_and_the_duplicate_is_boun
     relay_node: Service, relay_proxy: FaultProxy, smtp_server: SmtpTestServer
 ) -> None:
     # The relay takes the whole message (and queues it), but its 250 never comes back.
+    counted_before = uncertain_sends()
     relay_proxy.hang(after_pattern=END_OF_DATA, times=1)
     timeout = relay_node.settings.smtp.relays[0].timeout
     async with asgi_client(relay_node) as api:
@@ -143,17 +154,21 @@ async def test_relay_that_never_answers_data_times_out_and_the_duplicate_is_boun
     assert relay_proxy.stats().freezes == 1
     copies = smtp_server.accepted_count(item["message_id"])
     assert copies == 2  # one unanswered transaction, one extra copy; not more
+    counted = uncertain_sends() - counted_before
+    assert counted == 1
     FAULT_TABLE.append((
         f"relay never answers DATA ({relay_node.db.dialect})",
         f"times out after {timeout} s, deferred, sent; <= 1 extra copy",
         f"attempts {outcomes}, first {first['duration_ms'] / 1000:.2f} s "
-        f"({first['response'] or final['last_error']!r}); {copies} copies at relay",
+        f"({first['response'] or final['last_error']!r}); {copies} copies at relay; "
+        f"counted uncertain: {counted:.0f}",
     ))
 
 
 async def test_relay_hang_times_out_and_defers(
     relay_node: Service, relay_proxy: FaultProxy, smtp_server: SmtpTestServer
 ) -> None:
+    counted_before = uncertain_sends()
     relay_proxy.hang()
     timeout = relay_node.settings.smtp.relays[0].timeout
     async with asgi_client(relay_node) as api:
@@ -177,6 +192,7 @@ async def test_relay_hang_times_out_and_defers(
         await wait_for(lambda: all_sent(api, [item["id"]]), timeout=60)
         final = await detail(api, item["id"])
     assert smtp_server.accepted_count(item["message_id"]) == 1
+    assert uncertain_sends() == counted_before  # nothing went out: no possible duplicate
     FAULT_TABLE.append((
         f"relay hangs ({relay_node.db.dialect})",
         f"send times out after {timeout} s, deferred, then sent once",
