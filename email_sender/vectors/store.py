@@ -257,7 +257,15 @@ def as_vector(vector: np.ndarray | Sequence[float] | None, expected: int) -> np.
     """The vector as a flat float32 array of the collection's size, or DimensionMismatch."""
     if vector is None:
         raise ValidationError("vector", "is required")
-    array = np.asarray(vector, dtype=np.float32)
+    try:
+        # Read as float64 first: a value beyond float32's range must be refused, not cast.
+        wide = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("vector", "must be a list of numbers") from exc
+    if wide.ndim == 1 and wide.size and np.isfinite(wide).all():
+        if np.abs(wide).max() > np.finfo(np.float32).max:
+            raise ValidationError("vector", "has a value beyond the float32 range")
+    array = wide.astype(np.float32)
     if array.ndim != 1:
         raise ValidationError("vector", f"must be one-dimensional, got shape {array.shape}")
     if array.shape[0] != expected:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from email_sender.api.deps import AdminScope, ReadScope, ServiceDep, client_ip
 from email_sender.db import audit
+from email_sender.service import HEALTH_PROBE_BUDGET
 
 router = APIRouter(prefix="/api/v1/managers", tags=["managers"])
 
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/api/v1/managers", tags=["managers"])
 @router.get("/status")
 async def status(service: ServiceDep, _: ReadScope) -> dict[str, Any]:
     """Every manager of this node: state, since, last error, counters."""
-    await service.registry.refresh()
+    await service.registry.refresh(budget=HEALTH_PROBE_BUDGET)
     return {"node_id": service.node_id, "managers": service.registry.report()}
 
 
