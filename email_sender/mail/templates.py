@@ -52,6 +52,8 @@ MAX_EXPONENT = 256
 # templates that transform a large variable a few times.
 BUILT_PER_OUTPUT_CHAR = 10
 COMPILED_CACHE_SIZE = 256
+YIELD_EVERY_OPERATIONS = 200
+YIELD_SECONDS = 0.0002
 
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 # Width and precision of printf-style (%) and str.format ({:...}) conversions.
@@ -120,6 +122,10 @@ class _Budget:
 
     def spend(self, operations: int = 1) -> None:
         self.operations_left -= operations
+        if self.operations_left % YIELD_EVERY_OPERATIONS == 0:
+            # Hand the GIL over for a moment: a greedy render thread would otherwise make the
+            # event loop wait its turn for the GIL again and again.
+            time.sleep(YIELD_SECONDS)
         if self.operations_left < 0:
             raise _OverBudget(f"more than {self.limits.operations} operations")
         if time.monotonic() > self.deadline:

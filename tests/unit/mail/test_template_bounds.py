@@ -30,17 +30,19 @@ def refusal(
 def test_nested_loops_are_refused_quickly_naming_the_field() -> None:
     error, took = refusal(NESTED_LOOPS)
     assert error.field == "template.text"
-    assert "over the rendering limit: more than 1000000 operations" in error.reason
+    assert error.reason.startswith("over the rendering limit: ")
     assert took < ANSWER_WITHIN
 
 
-def test_loops_that_print_nothing_are_refused_too() -> None:
+def test_loops_that_print_nothing_are_refused_by_the_operation_count() -> None:
+    renderer = TemplateRenderer(limits=RenderLimits(seconds=600, operations=100_000))
     error, took = refusal(
         "{% for a in 'x' * 100000 %}{% for b in 'x' * 100000 %}{% endfor %}{% endfor %}",
+        renderer,
         part="html",
     )
     assert error.field == "template.html"
-    assert "operations" in error.reason
+    assert error.reason == "over the rendering limit: more than 100000 operations"
     assert took < ANSWER_WITHIN
 
 
