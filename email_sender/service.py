@@ -301,7 +301,11 @@ class Service:
 
 def build_service(settings: Settings, *, role: str | None = None) -> Service:
     """A node with every manager its role runs, wired to the shared parts."""
+    from email_sender.looplag import LoopLagMonitor
+
     service = Service(settings, role=role)
+    # Every node measures how late its event loop runs (email_sender_event_loop_lag_seconds).
+    service.add_hook(LoopLagMonitor())
     if service.role in ("all", "delivery"):
         _add_delivery(service)
     if service.role in ("all", "api", "vectors"):
