@@ -7,7 +7,8 @@ import time
 import pytest
 
 from email_sender.errors import ValidationError
-from email_sender.mail.templates import RenderLimits, TemplateIn, TemplateRenderer
+from email_sender.mail.sandbox import RenderLimits
+from email_sender.mail.templates import TemplateIn, TemplateRenderer
 
 # Generous for a loaded 2-core machine; unbounded, every template below runs for minutes or
 # exhausts memory.
