@@ -196,11 +196,3 @@ event_loop_lag = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
-
-# Event loop (see looplag.py): how late a short timer fires; late means the loop was held.
-event_loop_lag = Histogram(
-    "email_sender_event_loop_lag_seconds",
-    "How late the event loop woke a task that slept a short interval.",
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-    registry=REGISTRY,
-)
