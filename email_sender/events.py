@@ -114,6 +114,12 @@ class EventBus:
         self.published[event.type] += 1
         metrics.events_published.labels(event.type).inc()
 
+    def _drop_unstarted(self, event: Event) -> bool:
+        """A bus that is not running drops the event: a caller's committed work stands."""
+        self._count_dropped("not_started")
+        logger.warning("event_dropped", extra={"event_type": event.type, "error": "not started"})
+        return False
+
     def _count_dropped(self, reason: str, count: int = 1) -> None:
         if reason == "purged":
             self.purged += count
@@ -190,7 +196,7 @@ class MemoryEventBus(EventBus):
 
     async def publish_event(self, event: Event) -> bool:
         if self._queue is None:
-            raise EventBusError("the event bus is not started")
+            return self._drop_unstarted(event)
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -356,7 +362,7 @@ class RedisEventBus(EventBus):
 
     async def publish_event(self, event: Event) -> bool:
         if self._redis is None:
-            raise EventBusError("the event bus is not started")
+            return self._drop_unstarted(event)
         try:
             async with asyncio.timeout(self.settings.publish_timeout):
                 with self._redis_errors("cannot publish to Redis"):

@@ -74,6 +74,15 @@ async def test_a_node_started_without_redis_answers_degraded_and_heals(tmp_path:
                 assert "dependency not running: event_bus" in body["failing"]["email_sender"]
                 assert body["managers"]["api"]["state"] == "running"
             assert node.registry.status("event_bus").start_failures >= 1
+            # Accepting still works: the email is committed, its event dropped and counted.
+            async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                answer = await http.post("/api/v1/emails", json={
+                    "from": "a@example.com", "to": ["b@example.org"],
+                    "subject": "while degraded", "text": "hello"})
+            assert answer.status_code == 202, answer.text
+            while_degraded = answer.json()["id"]
+            assert (await node.outbox.get(while_degraded))["status"] == "queued"
+            assert node.bus.stats()["dropped"] >= 1
 
             proxy.pass_through()  # Redis comes back
 
@@ -87,8 +96,9 @@ async def test_a_node_started_without_redis_answers_degraded_and_heals(tmp_path:
                                         "subject": "after the heal", "text": "hello"})
             )
             sink = node.get("smtp_sink")
-            await wait_for(lambda: sink.count >= 1, timeout=30)
+            await wait_for(lambda: sink.count >= 2, timeout=30)
             assert (await node.outbox.get(accepted.id))["status"] == "sent"
+            assert (await node.outbox.get(while_degraded))["status"] == "sent"
 
 
 @pytest.mark.postgres
