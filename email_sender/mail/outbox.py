@@ -393,11 +393,7 @@ class Outbox:
         async with self.db.transaction() as connection:
             rows = await connection.execute(
                 update(emails)
-                .where(
-                    emails.c.id.in_(email_ids),
-                    emails.c.lease_owner == worker,
-                    emails.c.status == Status.SENDING.value,
-                )
+                .where(*_leased_to(worker, email_ids))
                 .values(lease_until=lease_until)
                 .returning(emails.c.id)
             )
@@ -459,11 +455,7 @@ class Outbox:
         async with self.db.transaction() as connection:
             rows = await connection.execute(
                 update(emails)
-                .where(
-                    emails.c.id.in_(email_ids),
-                    emails.c.lease_owner == worker,
-                    emails.c.status == Status.SENDING.value,
-                )
+                .where(*_leased_to(worker, email_ids))
                 .values(
                     status=Status.QUEUED.value,
                     lease_owner=None,
@@ -474,6 +466,15 @@ class Outbox:
                 .returning(emails.c.id)
             )
             return set(rows.scalars())
+
+
+def _leased_to(worker: str, email_ids: list[str]) -> tuple[Any, ...]:
+    """Conditions for the emails among ``email_ids`` that ``worker`` still holds a lease on."""
+    return (
+        emails.c.id.in_(email_ids),
+        emails.c.lease_owner == worker,
+        emails.c.status == Status.SENDING.value,
+    )
 
 
 _FINISH = (

@@ -17,8 +17,8 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from email.message import EmailMessage
 from typing import Any
 
@@ -30,6 +30,7 @@ from email_sender.errors import (
     TransientDeliveryError,
 )
 from email_sender.events import EventBus
+from email_sender.mail.lease import Lease
 from email_sender.mail.message import address_of, build_mime
 from email_sender.mail.outbox import Outbox, Status, prepared_from_row
 from email_sender.mail.retry import Outcome, RetryPolicy
@@ -41,10 +42,6 @@ from email_sender.settings import DeliverySettings
 
 logger = logging.getLogger(__name__)
 
-# Start no SMTP transaction when less than this share of the lease is left.
-LEASE_SAFETY = 0.25
-# The lease is renewed this many times per lease period while its emails wait.
-RENEWALS_PER_LEASE = 3
 # A batch holds what the relays can take in this share of the lease.
 CLAIM_SHARE = 0.5
 # Recording an outcome is tried this many times before it is given up (and logged).
@@ -204,7 +201,7 @@ class DeliveryManager:
         if not batch:
             return 0
         self.counters["claimed"] += len(batch)
-        lease = _Lease(self.outbox, worker, batch, self.settings.lease_seconds)
+        lease = Lease(self.outbox, worker, batch, self.settings.lease_seconds)
         recorder = _Recorder(self.outbox, worker, self, lease)
         async with lease.renewed():
             suppressed = await self.suppressions.among(
@@ -212,17 +209,25 @@ class DeliveryManager:
                 for row in batch
                 for address in (*row.to_addrs, *row.cc_addrs, *row.bcc_addrs)
             )
-            await asyncio.gather(
-                *(self._deliver(row, lease, suppressed, recorder) for row in batch)
+            outcomes = await asyncio.gather(
+                *(self._deliver(row, lease, suppressed, recorder) for row in batch),
+                return_exceptions=True,
             )
             await recorder.flush()
+        # Every send of the batch has ended before the next claim, whatever failed; an email
+        # whose attempt raised is taken up again once its lease runs out.
+        for row, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self.last_error = f"{type(outcome).__name__}: {outcome}"
+                logger.error("delivery_attempt_crashed", extra={"email_id": row.id,
+                             "error": self.last_error}, exc_info=outcome)
         return len(batch)
 
-    def _may_send(self, lease: _Lease, email_id: str) -> bool:
+    def _may_send(self, lease: Lease, email_id: str) -> bool:
         return not self._stopping.is_set() and lease.holds(email_id)
 
     async def _deliver(
-        self, row: Any, lease: _Lease, suppressed: set[str], recorder: _Recorder
+        self, row: Any, lease: Lease, suppressed: set[str], recorder: _Recorder
     ) -> None:
         if not self._may_send(lease, row.id):
             await self._give_back(row, lease)
@@ -269,13 +274,7 @@ class DeliveryManager:
                 self.policy.suppress(exc.smtp_code, exc.details.get("response"))
                 and len(recipients) == 1
             ):
-                await self.suppressions.add(
-                    recipients[0],
-                    reason="hard_bounce",
-                    smtp_code=exc.smtp_code,
-                    detail=exc.message,
-                    email_id=row.id,
-                )
+                await self._suppress(row, recipients[0], exc)
             return
         except Exception as exc:  # unexpected: defer with backoff rather than leave it sending
             logger.error(
@@ -302,12 +301,25 @@ class DeliveryManager:
             },
         )
 
+    async def _suppress(self, row: Any, address: str, exc: DeliveryError) -> None:
+        try:
+            await self.suppressions.add(
+                address,
+                reason="hard_bounce",
+                smtp_code=exc.smtp_code,
+                detail=exc.message,
+                email_id=row.id,
+            )
+        except EmailSenderError as error:
+            logger.error("suppression_not_recorded", extra={"email_id": row.id,
+                         "error": str(error)})
+
     async def _send(
         self,
         message: EmailMessage,
         sender: str,
         recipients: list[str],
-        lease: _Lease,
+        lease: Lease,
         email_id: str,
     ) -> SendResult:
         """Send, unless the lease or a stop calls it off before the SMTP transaction begins."""
@@ -332,10 +344,17 @@ class DeliveryManager:
         finally:
             self._waiting_sends.discard(sending)
 
-    async def _give_back(self, row: Any, lease: _Lease) -> None:
+    async def _give_back(self, row: Any, lease: Lease) -> None:
         """An email not sent: released if still ours, else counted as a lost lease."""
         lease.finish(row.id)
-        if not lease.lost(row.id) and await self.outbox.release([row.id], lease.worker):
+        try:
+            released = not lease.lost(row.id) and await self.outbox.release([row.id], lease.worker)
+        except EmailSenderError as exc:
+            # Still leased and unsent: it is claimed again once the lease runs out.
+            logger.warning("delivery_release_failed", extra={"email_id": row.id,
+                           "error": str(exc)})
+            return
+        if released:
             self.counters["released"] += 1
         else:
             self._lease_lost(row.id)
@@ -398,71 +417,11 @@ def _attempt(
     }
 
 
-class _Lease:
-    """One worker's lease on a claimed batch: renewed while its emails wait, checked per send."""
-
-    def __init__(self, outbox: Outbox, worker: str, batch: list[Any], seconds: float) -> None:
-        self.outbox = outbox
-        self.worker = worker
-        self.seconds = seconds
-        self.until = min(row.lease_until for row in batch)
-        self._waiting = {row.id for row in batch}
-        self._lost: set[str] = set()
-
-    def holds(self, email_id: str) -> bool:
-        """Still ours, with enough of the lease left to start a transaction."""
-        return email_id not in self._lost and time.time() < self.until - self.seconds * LEASE_SAFETY
-
-    def lost(self, email_id: str) -> bool:
-        return email_id in self._lost
-
-    def finish(self, email_id: str) -> None:
-        """This email's attempt is over: stop renewing its lease."""
-        self._waiting.discard(email_id)
-
-    async def renew(self) -> None:
-        waiting = list(self._waiting - self._lost)
-        if not waiting:
-            return
-        until = time.time() + self.seconds
-        held = await self.outbox.renew(waiting, self.worker, lease_until=until)
-        self._lost.update(email_id for email_id in waiting if email_id not in held)
-        self.until = until
-
-    @asynccontextmanager
-    async def renewed(self) -> AsyncIterator[None]:
-        """Renew the lease in the background while the block runs."""
-        done = asyncio.Event()
-        renewer = asyncio.create_task(self._renew_until(done), name=f"lease-{self.worker}")
-        try:
-            yield
-        finally:
-            done.set()
-            await renewer
-
-    async def _renew_until(self, done: asyncio.Event) -> None:
-        interval = self.seconds / RENEWALS_PER_LEASE
-        while not done.is_set():
-            with suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await done.wait()
-            if done.is_set():
-                return
-            try:
-                await self.renew()
-            except EmailSenderError as exc:
-                # Not renewed: holds() turns false as the old lease runs out, so no new
-                # transaction starts on a lease that may have been lost.
-                logger.warning(
-                    "delivery_lease_renew_failed", extra={"worker": self.worker, "error": str(exc)}
-                )
-
-
 class _Recorder:
     """Writes outcomes as soon as possible; those that arrive during a write share the next."""
 
     def __init__(
-        self, outbox: Outbox, worker: str, manager: DeliveryManager, lease: _Lease
+        self, outbox: Outbox, worker: str, manager: DeliveryManager, lease: Lease
     ) -> None:
         self.outbox = outbox
         self.worker = worker
