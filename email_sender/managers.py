@@ -229,10 +229,7 @@ class Registry:
         try:
             await run_bounded(manager.start(), self.start_timeout, name=f"start:{name}")
         except Exception as exc:  # a manager's failure must not take the node down
-            status.start_failures += 1
-            delay = min(self.retry_max, self.retry_initial * 2 ** (status.start_failures - 1))
-            self._retry_due[name] = time.monotonic() + delay
-            status.next_retry_at = time.time() + delay
+            delay = self._schedule_retry(name)
             self._set(name, State.FAILED, _describe(exc))
             logger.error(
                 "manager_start_failed",
@@ -257,6 +254,24 @@ class Registry:
             self._started.append(name)
         logger.info("manager_started", extra={"manager": name})
         return True
+
+    def _schedule_retry(self, name: str) -> float:
+        """Count one more failure of ``name`` and set when it is tried again; answer the delay."""
+        status = self._status[name]
+        status.start_failures += 1
+        delay = min(self.retry_max, self.retry_initial * 2 ** (status.start_failures - 1))
+        self._retry_due[name] = time.monotonic() + delay
+        status.next_retry_at = time.time() + delay
+        return delay
+
+    def _failed_while_running(self, name: str, error: str | None) -> None:
+        """A started manager that its health says failed is restarted after a backoff too."""
+        if self._status[name].state != State.FAILED or name not in self._retry_due:
+            delay = self._schedule_retry(name)
+            logger.error(
+                "manager_failed", extra={"manager": name, "error": error, "retry_in_s": delay}
+            )
+        self._set(name, State.FAILED, error)
 
     def next_retry_in(self) -> float | None:
         """Seconds until a failed manager is due to be started again; None when none is."""
@@ -353,22 +368,25 @@ class Registry:
                 del self._probes[name]
                 probe.task.cancel()
                 probe.task.add_done_callback(_reap)
-                self._set(
-                    name, State.FAILED, f"health probe gave no answer in {self.probe_timeout:g} s"
+                self._failed_while_running(
+                    name, f"health probe gave no answer in {self.probe_timeout:g} s"
                 )
 
     def _record(self, name: str, task: asyncio.Task[Health]) -> None:
         if name not in self._started:
             return
         if task.cancelled():
-            self._set(name, State.FAILED, "health probe cancelled")
+            self._failed_while_running(name, "health probe cancelled")
             return
         error = task.exception()
         if error is not None:
-            self._set(name, State.FAILED, _describe(error))
+            self._failed_while_running(name, _describe(error))
             return
         health = task.result()
-        self._set(name, health.state, health.last_error)
+        if health.state == State.FAILED:
+            self._failed_while_running(name, health.last_error or health.detail)
+        else:
+            self._set(name, health.state, health.last_error)
         self._status[name].detail = health.detail
 
     async def probe(self, name: str, seconds: float) -> Health:

@@ -217,11 +217,20 @@ async def test_a_manager_failing_while_running_is_stopped_and_started_again() ->
 
     crashing = Crashing("event_bus", log)
     registry = Registry([crashing])
+    registry.retry_initial = 0.05
     await registry.start()
+    assert registry.next_retry_in() is None
     crashing.healthy = False
     await registry.refresh()
     assert registry.status("event_bus").state == State.FAILED
+    # The heartbeat restarts what next_retry_in() says is due: a backoff, as after a failed start.
+    wait = registry.next_retry_in()
+    assert wait is not None and 0 < wait <= 0.05
+    assert await registry.restart_due() == []
     crashing.healthy = True
+    await asyncio.sleep(wait + 0.01)
+    assert registry.next_retry_in() == 0.0
     assert await registry.restart_due() == ["event_bus"]
     assert log == ["start event_bus", "stop event_bus", "start event_bus"]
+    assert registry.status("event_bus").state == State.RUNNING
     await registry.stop()
