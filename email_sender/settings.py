@@ -53,7 +53,11 @@ MASK = "**********"
 
 # ``scheme://user:password@host``: the password runs to the last ``@`` before the path, as
 # urllib and redis-py read it, so a password holding an unencoded ``@`` is masked whole.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s'\"]*):[^/\s\"]*@")
+# The scheme is anchored at a word start and bounded, so a long run of letters is not re-scanned
+# from every position (this runs on every log line).
+_URL_PASSWORD = re.compile(
+    r"(?P<head>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://[^:/@\s'\"]*):[^/\s\"]*@"
+)
 # DSN query parameters that carry a credential (asyncpg and libpq accept ``?password=``).
 _QUERY_SECRET = re.compile(
     r"(?P<head>[?&](?:password|passwd|pass|api_key|apikey|token|secret)=)[^&\s\"]+",
@@ -63,7 +67,8 @@ _QUERY_SECRET = re.compile(
 
 def mask_secrets(text: str) -> str:
     """``text`` with every URL password and credential query parameter replaced by ``MASK``."""
-    text = _URL_PASSWORD.sub(rf"\g<head>:{MASK}@", text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(rf"\g<head>:{MASK}@", text)
     return _QUERY_SECRET.sub(rf"\g<head>{MASK}", text)
 
 

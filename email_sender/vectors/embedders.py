@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 
 from email_sender.errors import ConfigError, DimensionMismatch, EmbedderUnavailable
-from email_sender.settings import ConnectionPoolSettings, EmbedderSettings
+from email_sender.settings import ConnectionPoolSettings, EmbedderSettings, mask_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -262,6 +262,8 @@ class OpenAIEmbedder:
         self.model = model
         self.dimension = resolved
         self.endpoint = embeddings_endpoint(url)
+        # The endpoint as errors, logs and API answers name it: never with a password.
+        self.where = mask_secrets(self.endpoint)
         self.batch_size = batch_size
         self.max_attempts = max(1, max_attempts)
         self.backoff_base = backoff_base
@@ -306,8 +308,8 @@ class OpenAIEmbedder:
                 retry_after = None
             except httpx.TransportError as exc:
                 raise EmbedderUnavailable(
-                    f"cannot reach the embedder at {self.endpoint}: {exc or type(exc).__name__}",
-                    url=self.endpoint,
+                    f"cannot reach the embedder at {self.where}: {exc or type(exc).__name__}",
+                    url=self.where,
                 ) from exc
             else:
                 if response.status_code < 400:
@@ -320,14 +322,14 @@ class OpenAIEmbedder:
                 delay = self._delay(attempt, retry_after)
                 logger.warning(
                     "embedder_retry",
-                    extra={"url": self.endpoint, "attempt": attempt, "problem": last_problem,
+                    extra={"url": self.where, "attempt": attempt, "problem": last_problem,
                            "delay_s": round(delay, 3)},
                 )
                 await asyncio.sleep(delay)
         raise EmbedderUnavailable(
-            f"the embedder at {self.endpoint} failed {self.max_attempts} times; last: "
+            f"the embedder at {self.where} failed {self.max_attempts} times; last: "
             f"{last_problem}",
-            url=self.endpoint,
+            url=self.where,
             attempts=self.max_attempts,
         )
 
@@ -340,9 +342,9 @@ class OpenAIEmbedder:
     def _refused(self, response: httpx.Response) -> EmbedderUnavailable:
         hint = " (check embedder.api_key)" if response.status_code in (401, 403) else ""
         return EmbedderUnavailable(
-            f"the embedder at {self.endpoint} refused the request: HTTP {response.status_code}"
+            f"the embedder at {self.where} refused the request: HTTP {response.status_code}"
             f"{hint}: {_error_text(response)}",
-            url=self.endpoint,
+            url=self.where,
             status=response.status_code,
         )
 
@@ -352,14 +354,14 @@ class OpenAIEmbedder:
             matrix = np.asarray([item["embedding"] for item in data], dtype=np.float32)
         except (ValueError, KeyError, TypeError) as exc:
             raise EmbedderUnavailable(
-                f"the embedder at {self.endpoint} sent an unreadable answer: {exc}",
-                url=self.endpoint,
+                f"the embedder at {self.where} sent an unreadable answer: {exc}",
+                url=self.where,
             ) from exc
         if matrix.ndim != 2 or matrix.shape[0] != expected_rows:
             raise EmbedderUnavailable(
-                f"the embedder at {self.endpoint} sent {matrix.shape[0]} vectors "
+                f"the embedder at {self.where} sent {matrix.shape[0]} vectors "
                 f"for {expected_rows} texts",
-                url=self.endpoint,
+                url=self.where,
             )
         if matrix.shape[1] != self.dimension:
             raise DimensionMismatch(matrix.shape[1], self.dimension)

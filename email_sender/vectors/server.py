@@ -34,6 +34,7 @@ from email_sender.errors import (
     VectorStoreTimeout,
     VectorStoreUnavailable,
 )
+from email_sender.settings import mask_secrets
 from email_sender.vectors.store import (
     CollectionInfo,
     Condition,
@@ -80,7 +81,8 @@ class ServerVectorStore:
             raise ValueError("give exactly one of url, location or path")
         self.local = url is None
         self.backend = "qdrant-local" if self.local else "qdrant"
-        self.where = url or location or str(path)
+        # Named in error messages, which reach logs and API answers: never with a password.
+        self.where = mask_secrets(url) if url else location or str(path)
         self.timeout = timeout
         self._dimensions: dict[str, int] = {}
         with self._client_errors():

@@ -22,13 +22,15 @@ import pytest
 import yaml
 
 from email_sender.db.engine import Database
-from email_sender.errors import DeliveryError, EventBusError, StoreError
+from email_sender.errors import DeliveryError, EventBusError, StoreError, VectorError
 from email_sender.events import RedisEventBus
 from email_sender.log import LOG_FILE, setup_logging
 from email_sender.mail.transport import SmtpTransport
 from email_sender.ops import backup as backups
 from email_sender.service import build_service
 from email_sender.settings import MASK, RelaySettings, load_settings
+from email_sender.vectors.embedders import OpenAIEmbedder
+from email_sender.vectors.server import ServerVectorStore
 from tests.conftest import free_port
 from tests.support.smtp_server import SmtpTestServer
 
@@ -196,6 +198,26 @@ async def test_failed_connections_never_show_a_secret(
     failed = _cli("db", "upgrade", "--config", str(config_path))
     assert failed.returncode == 1 and "cannot reach the database" in failed.stderr
     outputs += [failed.stdout, failed.stderr]
+
+    # A Qdrant server and an embeddings endpoint on dead ports: their errors reach API answers.
+    store = ServerVectorStore(config["qdrant"]["url"], timeout=2)
+    try:
+        with pytest.raises(VectorError) as no_qdrant:
+            await store.list_collections()
+    finally:
+        await store.close()
+    assert f"reader:{MASK}@127.0.0.1" in str(no_qdrant.value)
+    embedder = OpenAIEmbedder("text-embedding-3-small", url=config["embedder"]["url"],
+                              timeout=2, max_attempts=1)
+    try:
+        with pytest.raises(VectorError) as no_embedder:
+            await embedder.embed(["hello"])
+    finally:
+        await embedder.close()
+    assert f":{MASK}@127.0.0.1" in str(no_embedder.value)
+    for failure in (no_qdrant.value, no_embedder.value):
+        logger.error("vectors_unreachable", exc_info=failure)
+        outputs += [_chain(failure), str(failure.details)]
 
     # Redis on a dead port: the bus alone, then a whole node whose event bus cannot start.
     bus = RedisEventBus(settings.event_bus.model_copy(update={"backend": "redis"}))
