@@ -177,7 +177,10 @@ class MemoryEventBus(EventBus):
                     await self._queue.join()
             except TimeoutError:
                 logger.warning("event_bus_stop_with_backlog", extra={"backlog": self.backlog()})
-        # The queue stays: a late publish during shutdown is buffered, not an error.
+        # What is still queued is dropped and counted; a late publish is dropped the same way.
+        if self._queue is not None and self._queue.qsize():
+            self._count_dropped("stopped", self._queue.qsize())
+        self._queue = None
         workers, self._workers = self._workers, []
         for task in workers:
             task.cancel()

@@ -142,3 +142,14 @@ async def test_start_stop_are_repeatable_and_bounded_with_a_stuck_handler() -> N
     await events.stop()
     assert seen == [0, 1]
     assert {task for task in asyncio.all_tasks() if not task.done()} - before == set()
+
+
+async def test_a_stopped_bus_drops_and_counts_what_is_published() -> None:
+    events = bus()
+    assert await events.publish("email.accepted", id="before-start") is False
+    await events.start()
+    assert await events.publish("email.accepted", id="while-running") is True
+    await events.stop()
+    assert await events.publish("email.accepted", id="after-stop") is False
+    assert events.stats()["dropped"] == 2
+    assert (await events.health()).state == "stopped"
