@@ -50,7 +50,9 @@ _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 class RenderLimits:
     """What rendering one email's template may spend, all parts together."""
 
-    seconds: float = 1.0
+    # An email's template renders in milliseconds; the rest of a 2 s answer is margin for a
+    # loaded machine.
+    seconds: float = 0.5
     operations: int = 1_000_000
     max_output_chars: int = 5 * 1024 * 1024
 
