@@ -41,6 +41,8 @@ Part = Literal["subject", "text", "html"]
 PARTS: tuple[Part, ...] = ("subject", "text", "html")
 
 COMPILED_CACHE_SIZE = 256
+# Only sources up to this size are cached, so the cache stays small whatever is sent.
+COMPILED_CACHE_MAX_SOURCE = 64 * 1024
 
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 
@@ -160,8 +162,9 @@ class TemplateRenderer:
             raise ValidationError(field, reason) from exc
         except Exception as exc:  # e.g. RecursionError on absurdly nested expressions
             raise ValidationError(field, f"cannot compile: {type(exc).__name__}") from exc
-        with self._cache_lock:
-            self._cache[key] = compiled
+        if len(source) <= COMPILED_CACHE_MAX_SOURCE:
+            with self._cache_lock:
+                self._cache[key] = compiled
         return compiled
 
     def _stream(self, chunks: Iterator[str], field: str) -> str:

@@ -88,9 +88,10 @@ async def test_slow_rate_limited_relay_gets_each_email_exactly_once(
     assert sorted(received) == sorted(ids)
     assert set(received.values()) == {1}, "an email was sent twice"
     assert smtp_server.data_attempts == total
-    assert counters["lease_lost"] == 0
     assert counters["sent"] == total
-    assert counters["claimed"] == total, "an email was claimed again"
+    # Every claim ended in a send or was given up unsent (a long stall of this machine can
+    # make the worker give an email back; it must never send it twice).
+    assert counters["claimed"] == total + counters["released"] + counters["lease_lost"]
 
 
 async def test_a_lease_that_cannot_be_renewed_stops_sends_before_it_runs_out(

@@ -8,7 +8,7 @@ import pytest
 
 from email_sender.errors import ValidationError
 from email_sender.mail.sandbox import RenderLimits
-from email_sender.mail.templates import TemplateIn, TemplateRenderer
+from email_sender.mail.templates import COMPILED_CACHE_MAX_SOURCE, TemplateIn, TemplateRenderer
 
 # Generous for a loaded 2-core machine; unbounded, every template below runs for minutes or
 # exhausts memory.
@@ -169,3 +169,13 @@ def test_a_large_but_allowed_output_renders() -> None:
         TemplateIn(text="{% for n in range(1000) %}{{ 'z' * 1000 }}{% endfor %}"), {}
     )
     assert rendered.text == "z" * 1_000_000
+
+
+def test_only_small_templates_are_kept_compiled() -> None:
+    renderer = TemplateRenderer()
+    small = TemplateIn(text="Hello {{ name }}")
+    large = TemplateIn(text="Hello {{ name }}" + "x" * (COMPILED_CACHE_MAX_SOURCE + 1))
+    assert renderer.render(large, {"name": "Ann"}).text.startswith("Hello Ann")
+    assert len(renderer._cache) == 0
+    renderer.render(small, {"name": "Ann"})
+    assert len(renderer._cache) == 1
