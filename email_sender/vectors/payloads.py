@@ -10,7 +10,6 @@ pops ``checksum`` from the stored payload before recomputing it.
 
 from __future__ import annotations
 
-import html as html_lib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 from sqlalchemy import Column
 
 from email_sender.db.schema import emails, tasks
+from email_sender.mail.html import html_to_text as readable_text
 from email_sender.mail.message import address_of
 from email_sender.vectors.checksums import point_checksum
 from email_sender.vectors.store import Point
@@ -56,15 +56,12 @@ TASK_COLUMNS: list[Column[Any]] = [
     tasks.c.created_at,
 ]
 
-_TAG = re.compile(r"<[^>]*>")
-_DROPPED_BLOCKS = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _SPACE = re.compile(r"\s+")
 
 
 def html_to_text(markup: str) -> str:
-    """Visible text of an HTML body, good enough to embed and to quote."""
-    without_code = _DROPPED_BLOCKS.sub(" ", markup)
-    return _SPACE.sub(" ", html_lib.unescape(_TAG.sub(" ", without_code))).strip()
+    """Visible text of an HTML body on one line, good enough to embed and to quote."""
+    return _SPACE.sub(" ", readable_text(markup)).strip()
 
 
 def body_text(text: str | None, html: str | None) -> str:
