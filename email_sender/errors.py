@@ -17,6 +17,10 @@ nothing above an adapter catches a library's exception.
     │   ├── TransientDeliveryError       try again later (4xx, timeouts, connection errors)
     │   └── PermanentDeliveryError       never succeeds (5xx)
     ├── SendWithdrawn                    a send was called off before its SMTP transaction began
+    ├── InboundError                     receiving mail failed
+    │   ├── MailboxUnavailable           the IMAP server cannot be reached or dropped the connection
+    │   │   └── MailboxAuthFailed        the IMAP server refused the credentials
+    │   └── FolderUnavailable            the IMAP server refused a command on one folder
     ├── VectorError                      the vector side failed
     │   ├── DimensionMismatch            vector size differs from the collection's
     │   ├── EmbedderUnavailable          the embedder cannot answer now
@@ -143,6 +147,30 @@ class SendWithdrawn(EmailSenderError):
     """The send was called off before its SMTP transaction began; nothing was sent."""
 
     code = "send_withdrawn"
+
+
+class InboundError(EmailSenderError):
+    """Receiving mail failed."""
+
+    code = "inbound_error"
+
+
+class MailboxUnavailable(InboundError):
+    """The IMAP server cannot be reached or dropped the connection."""
+
+    code = "mailbox_unavailable"
+
+
+class MailboxAuthFailed(MailboxUnavailable):
+    """The IMAP server refused the credentials: check inbound.imap.username and password."""
+
+    code = "mailbox_auth_failed"
+
+
+class FolderUnavailable(InboundError):
+    """The IMAP server refused a command on one folder (missing, no right to read it)."""
+
+    code = "folder_unavailable"
 
 
 class VectorError(EmailSenderError):

@@ -196,3 +196,26 @@ event_loop_lag = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+
+# Inbound mail
+
+inbound_messages = Counter(
+    "email_sender_inbound_messages_total",
+    "Messages received, by door (smtp, imap, webhook) and what they were "
+    "(reply, auto_reply, out_of_office, bounce, complaint, other, duplicate, refused).",
+    ["via", "kind"],
+    registry=REGISTRY,
+)
+replies_classified = Counter(
+    "email_sender_replies_classified_total",
+    "Replies classified, by intent and by the layer that decided.",
+    ["intent", "layer"],
+    registry=REGISTRY,
+)
+webhook_attempts = Counter(
+    "email_sender_webhook_attempts_total",
+    "Webhook POSTs by outcome: delivered, retried (to be tried again), failed (for good), "
+    "lease_lost (not recorded: another node took the delivery over).",
+    ["outcome"],
+    registry=REGISTRY,
+)

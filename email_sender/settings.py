@@ -349,6 +349,61 @@ class BackupSettings(Section):
     dir: Path | None = None
 
 
+class InboundSmtpSettings(Section):
+    """The SMTP listener for mail sent to the domains and addresses we own."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=0, le=65535)
+    domains: list[str] = Field(
+        default_factory=list, description="domains (or full addresses) we accept mail for"
+    )
+    max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="larger: 552")
+
+
+class InboundImapSettings(Section):
+    """A mailbox polled over IMAP (IDLE where the server offers it)."""
+
+    url: SecretUrl | None = Field(None, description="imap://host:port or imaps://host:port")
+    username: str | None = None
+    password: SecretStr | None = None
+    folders: list[str] = Field(default_factory=lambda: ["INBOX"])
+    interval: Seconds = 60.0
+    timeout: Seconds = 30.0
+
+
+class InboundSettings(Section):
+    smtp: InboundSmtpSettings = Field(default_factory=InboundSmtpSettings)
+    imap: InboundImapSettings = Field(default_factory=InboundImapSettings)
+    verp_domain: str | None = Field(None, description="bounces+<token>@verp_domain on every send")
+    verp_secret: SecretStr | None = Field(None, description="signs VERP tokens")
+    retention: Seconds = Field(30 * 86400.0, description="how long raw sources are kept")
+    max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    soft_bounce_limit: int = Field(3, ge=1, description="soft bounces within the window suppress")
+    soft_bounce_window: Seconds = 7 * 86400.0
+
+    @model_validator(mode="after")
+    def _verp_is_signed(self) -> InboundSettings:
+        if self.verp_domain and self.verp_secret is None:
+            raise ValueError("verp_secret is required with verp_domain (it signs the tokens)")
+        return self
+
+
+class ClassifierSettings(Section):
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="below: needs_review")
+    examples: Path | None = Field(None, description="a folder of extra *.jsonl training examples")
+
+
+class WebhookSettings(Section):
+    timeout: Seconds = 10.0
+    allow_private_networks: bool = Field(
+        False, description="allow webhook URLs on loopback, private or link-local addresses"
+    )
+    max_attempts: int = Field(8, ge=1, le=100)
+    backoff_base: Seconds = 5.0
+    backoff_max: Seconds = 3600.0
+
+
 class NodeSettings(Section):
     heartbeat_interval: Seconds = 5.0
     stale_after: Seconds = 30.0
@@ -384,6 +439,9 @@ class Settings(BaseSettings):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     node: NodeSettings = Field(default_factory=NodeSettings)
+    inbound: InboundSettings = Field(default_factory=InboundSettings)
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -150,3 +150,107 @@ tasks = Table(
     Index("ix_tasks_vector", "vector_state"),
     Index("ix_tasks_email", "email_id"),
 )
+
+# Mail received: bounces, complaints, auto-replies and replies, each stored once.
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    # sha256 of Message-ID + body: the same message met twice (SMTP and IMAP, say) is one row.
+    Column("dedupe_key", String(64), nullable=False),
+    Column("message_id", String(998)),
+    Column("via", String(16), nullable=False),  # smtp | imap | webhook
+    Column("mail_from", String(998)),  # the envelope sender, when we saw the envelope
+    Column("rcpt_to", JSON, nullable=False),
+    Column("from_addr", String(320)),
+    Column("from_name", Text),
+    Column("to_addrs", JSON, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("in_reply_to", JSON, nullable=False),
+    Column("references", JSON, nullable=False),
+    Column("text_body", Text, nullable=False),
+    Column("own_words", Text, nullable=False),
+    Column("quoted", Text, nullable=False),
+    Column("defects", JSON, nullable=False),
+    Column("size", Integer, nullable=False),
+    # Base64 of the source as received; emptied once inbound.retention has passed.
+    Column("raw", Text),
+    Column("kind", String(16), nullable=False),  # reply | auto_reply | out_of_office | bounce | ...
+    Column("intent", String(32)),
+    Column("confidence", Float),
+    Column("layer", String(16)),  # headers | rules | embedding | label
+    Column("needs_review", Integer, nullable=False, default=0),
+    Column("scores", JSON),
+    Column("label", String(32)),  # the operator's correction, when given
+    Column("details", JSON, nullable=False),  # bounce / complaint / auto-reply findings
+    Column("email_id", String(36)),  # the email this answers or reports on
+    Column("thread_by", String(16)),  # how it was linked: in_reply_to | verp | plus | subject
+    Column("vector_state", String(16), nullable=False),  # pending | indexed | failed
+    Column("received_at", Float, nullable=False),
+    Column("raw_expires_at", Float, nullable=False),
+    UniqueConstraint("dedupe_key", name="uq_inbound_dedupe_key"),
+    Index("ix_inbound_received", "received_at"),
+    Index("ix_inbound_email", "email_id"),
+    Index("ix_inbound_from", "from_addr"),
+    Index("ix_inbound_vector", "vector_state"),
+)
+
+# Operators' corrections of a classification: training examples kept with the data (and backups).
+classifier_labels = Table(
+    "classifier_labels",
+    metadata,
+    Column("inbound_id", String(36), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("intent", String(32), nullable=False),
+    Column("previous_intent", String(32)),
+    Column("actor", String(255)),
+    Column("created_at", Float, nullable=False),
+)
+
+# Where the IMAP poller stands in each folder: nothing read twice, nothing skipped.
+imap_state = Table(
+    "imap_state",
+    metadata,
+    Column("mailbox", String(512), primary_key=True),  # user@host/folder
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("last_uid", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Outgoing event webhooks and their durable delivery queue.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("description", Text),
+    Column("active", Integer, nullable=False, default=1),
+    Column("created_at", Float, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "webhook_id", String(36), ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("response_code", Integer),
+    Column("last_error", Text),
+    Column("duration_ms", Float),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_event"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
+)
