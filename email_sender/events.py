@@ -28,6 +28,18 @@ from email_sender.settings import EventBusSettings, mask_secrets
 logger = logging.getLogger(__name__)
 
 ANY = "*"
+# Every event type this service publishes: what a webhook may subscribe to.
+EVENT_TYPES = (
+    "email.accepted",
+    "email.sent",
+    "email.deferred",
+    "email.failed",
+    "email.suppressed",
+    "email.bounced",
+    "email.replied",
+    "inbound.received",
+    "reply.classified",
+)
 
 
 @dataclass(frozen=True)
