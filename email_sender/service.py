@@ -30,6 +30,7 @@ from email_sender.modes import ModeStore
 from email_sender.settings import Settings
 
 if TYPE_CHECKING:
+    from email_sender.inbound.receiver import Receiver
     from email_sender.vectors.search import SearchService
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Service:
     """One node: its settings, its managers and the shared parts they use."""
 
     search: SearchService | None
+    inbound: Receiver | None
 
     def __init__(self, settings: Settings, *, role: str | None = None) -> None:
         self.settings = settings
@@ -75,6 +77,8 @@ class Service:
         self.intake = Intake(self.outbox, self.bus, settings.mail)
         # Set by build_service when the role searches (the API mounts the search routes then).
         self.search = None
+        # Set by build_service: where received mail is stored (every API can take it).
+        self.inbound = None
         self.hooks: list[Hook] = []
         self._heartbeat: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -302,10 +306,14 @@ class Service:
 def build_service(settings: Settings, *, role: str | None = None) -> Service:
     """A node with every manager its role runs, wired to the shared parts."""
     from email_sender.looplag import LoopLagMonitor
+    from email_sender.webhooks.dispatcher import WebhookDispatcher
 
     service = Service(settings, role=role)
     # Every node measures how late its event loop runs (email_sender_event_loop_lag_seconds).
     service.add_hook(LoopLagMonitor())
+    # Every node posts the events it sees to the subscribed webhooks (a queue in SQL: an event
+    # seen by several nodes is posted once).
+    service.add(WebhookDispatcher(settings.webhooks, service.db, service.bus))
     if service.role in ("all", "delivery"):
         _add_delivery(service)
     if service.role in ("all", "api", "vectors"):
@@ -313,6 +321,10 @@ def build_service(settings: Settings, *, role: str | None = None) -> Service:
 
         # API nodes search; indexing runs where the role includes it.
         add_vectors(service, with_processor=service.role in ("all", "vectors"))
+    from email_sender.inbound.wiring import add_inbound
+
+    # Classifying and indexing what comes in needs the vector managers.
+    add_inbound(service, with_manager=service.role in ("all", "vectors"))
     return service
 
 
@@ -345,6 +357,18 @@ def _add_delivery(service: Service) -> None:
         smtp.rate_limiter = SharedTokenBucket(service.db, rates)
         return smtp
 
+    return_path = None
+    if settings.inbound.verp_domain and settings.inbound.verp_secret:
+        from functools import partial
+
+        from email_sender.inbound.verp import verp_address
+
+        # Bounces come back to bounces+<signed email id>@verp_domain, matched without guessing.
+        return_path = partial(
+            verp_address,
+            domain=settings.inbound.verp_domain,
+            secret=settings.inbound.verp_secret.get_secret_value().encode(),
+        )
     delivery = DeliveryManager(
         settings.delivery,
         outbox=service.outbox,
@@ -354,6 +378,7 @@ def _add_delivery(service: Service) -> None:
         transport_factory=transport,
         depends_on=depends_on,
         node_id=service.node_id,
+        return_path=return_path,
     )
     service.add(delivery)
     service.intake.listeners.append(delivery.wake)

@@ -15,14 +15,17 @@ from email_sender.api.middleware import ModeMiddleware, RequestContextMiddleware
 from email_sender.api.routes import (
     backups,
     collections,
+    conversations,
     emails,
     events,
     health,
+    inbound,
     maintenance,
     managers,
     search,
     sink,
     suppressions,
+    webhooks,
 )
 from email_sender.api.security import KeyRing
 from email_sender.service import Service
@@ -36,6 +39,9 @@ ROUTERS = [
     suppressions.router,
     sink.router,
     backups.router,
+    inbound.router,
+    conversations.router,
+    webhooks.router,
 ]
 # Mounted when the node searches (``service.search`` set): its role runs the vector managers.
 SEARCH_ROUTERS = [search.router, collections.router]

@@ -30,12 +30,14 @@ STATUS_BY_ERROR: list[tuple[type[errors.EmailSenderError], int]] = [
     (errors.ConfigError, 400),
     (errors.EventBusError, 503),
     (errors.DeliveryError, 503),
+    (errors.InboundError, 503),
 ]
 
 # A 503 tells the client what is down; the internal code says how it failed, not what to do.
 _CODE_FOR_CLIENT: list[tuple[type[errors.EmailSenderError], str]] = [
     (errors.EventBusError, "event_bus_unavailable"),
     (errors.DeliveryError, "relay_unavailable"),
+    (errors.InboundError, "mailbox_unavailable"),
 ]
 
 # Seconds a client should wait before trying again after a 503.

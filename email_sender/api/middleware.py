@@ -55,6 +55,10 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
+# The provider webhook takes a raw RFC 5322 message, not JSON.
+RAW_MESSAGE_PATH = "/api/v1/inbound"
+RAW_MESSAGE_TYPES = (b"message/rfc822", b"text/plain", b"application/octet-stream")
+
 class _BodyTooLarge(HTTPException):
     """Raised from ``receive``; FastAPI passes an HTTPException through its body parsing."""
 
@@ -145,6 +149,8 @@ class RequestContextMiddleware:
                 )
         if scope["method"] in _WRITE_METHODS and (length not in (None, b"0")):
             content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if scope["path"] == RAW_MESSAGE_PATH and content_type in RAW_MESSAGE_TYPES:
+                return None
             if content_type != b"application/json":
                 shown = content_type.decode("latin-1") or "none"
                 return (

@@ -80,3 +80,53 @@ def email_detail(row: dict[str, Any]) -> dict[str, Any]:
             for attempt in row["attempts_log"]
         ],
     }
+
+
+def inbound_summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "message_id": row["message_id"],
+        "via": row["via"],
+        "from": row["from_addr"],
+        "from_name": row["from_name"],
+        "to": row["to_addrs"],
+        "subject": row["subject"],
+        "kind": row["kind"],
+        "intent": row["intent"],
+        "confidence": row["confidence"],
+        "layer": row["layer"],
+        "needs_review": bool(row["needs_review"]),
+        "label": row["label"],
+        "email_id": row["email_id"],
+        "thread_by": row["thread_by"],
+        "vector_state": row["vector_state"],
+        "size": row["size"],
+        "received_at": iso(row["received_at"]),
+    }
+
+
+def inbound_detail(row: dict[str, Any], answered: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        **inbound_summary(row),
+        "mail_from": row["mail_from"],
+        "rcpt_to": row["rcpt_to"],
+        "headers": [{"name": name, "value": value} for name, value in row["headers"]],
+        "in_reply_to": row["in_reply_to"],
+        "references": row["references"],
+        "own_words": row["own_words"],
+        "quoted": row["quoted"],
+        "text": row["text_body"],
+        "defects": row["defects"],
+        "details": row["details"],
+        "classification": {
+            "intent": row["intent"],
+            "confidence": row["confidence"],
+            "layer": row["layer"],
+            "needs_review": bool(row["needs_review"]),
+            "scores": row["scores"],
+            "label": row["label"],
+        },
+        "raw_kept": bool(row["raw_kept"]),
+        "raw_expires_at": iso(row["raw_expires_at"]),
+        "answers": answered,
+    }

@@ -10,7 +10,6 @@ still ours, so two workers never both record one email.
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
 import hashlib
 import json
@@ -21,9 +20,10 @@ from typing import Any
 
 from sqlalchemy import Text, and_, bindparam, func, insert, or_, select, update
 
+from email_sender.db.cursors import decode_cursor, encode_cursor
 from email_sender.db.engine import Database
 from email_sender.db.schema import attempts, emails
-from email_sender.errors import Conflict, DuplicateKey, NotFound, ValidationError
+from email_sender.errors import Conflict, DuplicateKey, NotFound
 from email_sender.mail.message import PreparedEmail
 
 
@@ -36,6 +36,9 @@ class Status(enum.StrEnum):
     CANCELLED = "cancelled"
     SUPPRESSED = "suppressed"
     HELD = "held"
+    # After sending: a bounce came back, or a person answered.
+    BOUNCED = "bounced"
+    REPLIED = "replied"
 
 
 DUE = (Status.QUEUED.value, Status.DEFERRED.value)
@@ -270,7 +273,7 @@ class Outbox:
         if until is not None:
             query = query.where(emails.c.created_at < until)
         if cursor:
-            created_at, last_id = _decode_cursor(cursor)
+            created_at, last_id = decode_cursor(cursor)
             query = query.where(
                 or_(
                     emails.c.created_at < created_at,
@@ -283,7 +286,7 @@ class Outbox:
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+            next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
         return rows, next_cursor
 
     async def counts_by_status(self) -> dict[str, int]:
@@ -530,15 +533,3 @@ class _GroupCommit:
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)
-
-
-def _encode_cursor(created_at: float, email_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at, email_id]).encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        created_at, email_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return float(created_at), str(email_id)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError("cursor", "not a cursor this API gave out") from exc

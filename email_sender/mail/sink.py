@@ -87,6 +87,7 @@ class _SinkHandler:
         summary = {
             "message_id": str(headers.get("Message-ID") or f"<{uuid.uuid4().hex}@sink>").strip(),
             "from": envelope.mail_from,
+            "mail_from": envelope.mail_from,  # the envelope sender (a VERP address, say)
             "to": list(envelope.rcpt_tos),
             "subject": str(headers.get("Subject") or ""),
             "received_at": datetime.now(UTC).isoformat(),

@@ -64,6 +64,7 @@ class DeliveryManager:
         transport_factory: Callable[[], Transport],
         depends_on: tuple[str, ...] = ("database", "event_bus"),
         node_id: str = "",
+        return_path: Callable[[str], str] | None = None,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
@@ -73,6 +74,8 @@ class DeliveryManager:
         self.depends_on = depends_on
         self.policy = RetryPolicy(settings.backoff, settings.max_attempts)
         self._transport_factory = transport_factory
+        # The envelope sender for an email id (a signed VERP address), else the email's sender.
+        self._return_path = return_path
         self.transport: Transport | None = None
         self.worker_prefix = node_id or uuid.uuid4().hex[:8]
         self._tasks: list[asyncio.Task[None]] = []
@@ -259,7 +262,8 @@ class DeliveryManager:
             })
             return
         try:
-            result = await self._send(message, email.sender, recipients, lease, row.id)
+            sender = self._return_path(row.id) if self._return_path else email.sender
+            result = await self._send(message, sender, recipients, lease, row.id)
         except SendWithdrawn:
             await self._give_back(row, lease)
             return

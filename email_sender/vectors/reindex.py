@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Table, and_, func, or_, select, update
 
 from email_sender.db.engine import Database
-from email_sender.db.schema import emails, tasks
+from email_sender.db.schema import emails, inbound_messages, tasks
 from email_sender.errors import EmailSenderError, ValidationError
 from email_sender.settings import CollectionSettings
 from email_sender.vectors.embedders import Embedder
@@ -86,6 +86,9 @@ async def reindex(
     try:
         await store.delete_collection(name)
         await store.ensure_collection(name, embedder.dimension, "Cosine", indexes)
+        if is_emails:
+            # Received mail shares the collection; the inbound manager indexes it again.
+            await _mark_inbound_pending(db)
         done = await _fill(db, store, embedder, table, name, batch_size, progress)
         await store.optimize(name)
     except BaseException:
@@ -155,6 +158,11 @@ async def _mark_all_pending(db: Database, table: Table) -> None:
         values.update(vector_attempts=0, vector_next_at=time.time() + REINDEX_CLAIM_SECONDS)
     async with db.transaction() as connection:
         await connection.execute(update(table).values(**values))
+
+
+async def _mark_inbound_pending(db: Database) -> None:
+    async with db.transaction() as connection:
+        await connection.execute(update(inbound_messages).values(vector_state="pending"))
 
 
 async def _release_claim(db: Database, table: Table) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from email_sender import metrics
 from email_sender.db.engine import Database
-from email_sender.db.schema import emails
+from email_sender.db.schema import emails, inbound_messages
 from email_sender.errors import NotFound, ValidationError, VectorError
 from email_sender.mail.message import PreparedEmail
 from email_sender.settings import Settings
@@ -229,24 +229,34 @@ class SearchService:
         return row
 
     async def _with_sql(self, hits: list[ScoredPoint]) -> list[dict[str, Any]]:
+        """Each hit with its subject and snippet from SQL: an email, or a received message."""
         if not hits:
             return []
+        ids = [hit.id for hit in hits]
         async with self.db.connect() as connection:
             rows = await connection.execute(
                 select(emails.c.id, emails.c.subject, emails.c.text_body, emails.c.html_body).where(
-                    emails.c.id.in_([hit.id for hit in hits])
+                    emails.c.id.in_(ids)
                 )
             )
-            by_id = {row.id: row for row in rows}
+            texts = {row.id: (row.subject, snippet(row.text_body, row.html_body)) for row in rows}
+            received = await connection.execute(
+                select(
+                    inbound_messages.c.id, inbound_messages.c.subject, inbound_messages.c.own_words
+                ).where(inbound_messages.c.id.in_([i for i in ids if i not in texts]))
+            )
+            texts.update(
+                (row.id, (row.subject, snippet(row.own_words, None))) for row in received
+            )
         results = []
         for hit in hits:
-            row = by_id.get(hit.id)
+            subject, text = texts.get(hit.id, (hit.payload.get("subject", ""), ""))
             results.append(
                 {
                     "id": hit.id,
                     "score": hit.score,
-                    "subject": row.subject if row else hit.payload.get("subject", ""),
-                    "snippet": snippet(row.text_body, row.html_body) if row else "",
+                    "subject": subject,
+                    "snippet": text,
                     "payload": hit.payload,
                 }
             )

@@ -37,6 +37,14 @@ SEED = 20261121
 SKIPPED_PATHS = r"^/api/v1/(maintenance|managers/discovery/restart)"
 
 
+@schemathesis.serializer("message/rfc822")
+def _raw_message(ctx: object, value: object) -> bytes:
+    """The provider webhook takes raw mail: generated strings go as their UTF-8 bytes."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "surrogatepass")
+
+
 class ServedNode:
     """A full node serving HTTP from a thread of its own, until ``stop()``."""
 

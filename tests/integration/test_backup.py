@@ -14,6 +14,7 @@ from sqlalchemy import delete
 from email_sender.api.app import create_app
 from email_sender.db import audit
 from email_sender.db.schema import emails, metadata
+from email_sender.inbound.receiver import Envelope
 from email_sender.ops import backup as backups
 from email_sender.service import Service, build_service
 from email_sender.vectors.edge import EdgeVectorStore
@@ -45,6 +46,15 @@ async def fill(service: Service, store: EdgeVectorStore) -> list[str]:
         }))
         ids.append(accepted.id)
     await service.suppressions.add("gone@example.org", reason="hard_bounce", smtp_code=550)
+    # A received reply and the operator's label: the classifier's training data travels too.
+    assert service.inbound is not None
+    reply = await service.inbound.receive(
+        b"From: venue@example.org\r\nTo: ops@example.com\r\nSubject: Re: Booking 1\r\n"
+        b"Message-ID: <reply-1@example.org>\r\n\r\nPas cette fois, merci.\r\n",
+        Envelope(via="webhook"),
+    )
+    row = await service.inbound.store.get(reply.id)
+    await service.inbound.store.save_label(row, "declined", actor="ops")
     rng = np.random.default_rng(7)
     await store.ensure_collection("emails", 8, "Cosine", {"tags": "keyword"})
     await store.upsert("emails", [
@@ -58,7 +68,8 @@ async def api_answers(service: Service, ids: list[str]) -> list[Any]:
     transport = httpx.ASGITransport(app=create_app(service))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         answers = [(await http.get("/api/v1/emails", params={"limit": 100})).json(),
-                   (await http.get("/api/v1/suppressions")).json()]
+                   (await http.get("/api/v1/suppressions")).json(),
+                   (await http.get("/api/v1/inbound")).json()]
         answers += [(await http.get(f"/api/v1/emails/{email_id}")).json() for email_id in ids]
     return answers
 
@@ -84,6 +95,7 @@ async def test_backup_wipe_restore_gives_identical_answers(node: Any) -> None:
     checks = await backups.restore_backup(service.settings, service.db, store, folder)
     assert all(check.ok for check in checks), [c for c in checks if not c.ok]
     assert await api_answers(service, ids) == before
+    assert [label["intent"] for label in await service.inbound.store.labels()] == ["declined"]
     assert await backups._digest(store, "emails") == digest_before
 
 
