@@ -386,6 +386,12 @@ class InboundSettings(Section):
     def _verp_is_signed(self) -> InboundSettings:
         if self.verp_domain and self.verp_secret is None:
             raise ValueError("verp_secret is required with verp_domain (it signs the tokens)")
+        if self.smtp.max_message_bytes > self.max_message_bytes:
+            raise ValueError(
+                f"smtp.max_message_bytes ({self.smtp.max_message_bytes}) is over "
+                f"max_message_bytes ({self.max_message_bytes}): the listener would take "
+                "messages the service then refuses"
+            )
         return self
 
 
@@ -402,6 +408,9 @@ class WebhookSettings(Section):
     max_attempts: int = Field(8, ge=1, le=100)
     backoff_base: Seconds = 5.0
     backoff_max: Seconds = 3600.0
+    retention: Seconds = Field(
+        30 * 86400.0, description="how long finished deliveries stay in the delivery log"
+    )
 
 
 class NodeSettings(Section):

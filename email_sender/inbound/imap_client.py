@@ -10,6 +10,7 @@ MailboxAuthFailed and FolderUnavailable, never a library's exception.
 from __future__ import annotations
 
 import contextlib
+import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -115,6 +116,9 @@ class ImapConnection:
         with translate_imap_errors(address):
             client = IMAPClient(address.host, port=address.port, ssl=address.tls, timeout=timeout)
             try:
+                if not address.tls and client.has_capability("STARTTLS"):
+                    # Never send the password in clear when the server can encrypt first.
+                    client.starttls(ssl.create_default_context())
                 client.login(username, password)
                 idle_supported = bool(client.has_capability("IDLE"))
             except BaseException:

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 # RFC 5321 4.5.3.1.8 asks a server to take at least 100 recipients per message.
 MAX_RECIPIENTS = 100
+# Client connections served at once; each may hold a message up to max_message_bytes. More are
+# answered 421 and closed (the sender tries again later).
+MAX_SESSIONS = 50
 # What an idle client is given between two commands (aiosmtpd's own default).
 COMMAND_TIMEOUT_SECONDS = 300.0
 # How long stop() lets messages being stored finish before it answers 421 to everyone.
@@ -46,10 +49,13 @@ MAX_REASON_CHARS = 200
 RELAYING_DENIED = "550 5.7.1 relaying denied"
 TOO_MANY_RECIPIENTS = "452 4.5.3 too many recipients"
 SHUTTING_DOWN = "421 4.3.2 service shutting down, try again later"
+TOO_MANY_SESSIONS = "421 4.7.0 too many connections, try again later"
 TRY_AGAIN_LATER = "451 4.3.0 temporary failure, try again later"
 STORED = "250 2.0.0 OK: stored"
 
-COUNTERS = ("accepted", "refused_relay", "refused_size", "refused_other", "temp_failed")
+COUNTERS = (
+    "accepted", "refused_relay", "refused_size", "refused_other", "temp_failed", "refused_busy"
+)
 
 
 Deliver = Callable[[bytes, Envelope], Awaitable[object]]
@@ -102,10 +108,12 @@ class _Handler:
         accepted: AcceptedRecipients,
         max_recipients: int,
         counters: dict[str, int],
+        max_sessions: int = MAX_SESSIONS,
     ) -> None:
         self.deliver = deliver
         self.accepted = accepted
         self.max_recipients = max_recipients
+        self.max_sessions = max_sessions
         self.counters = counters
         self.sessions: set[_SmtpSession] = set()
         self.closing = False
@@ -184,8 +192,13 @@ class _SmtpSession(SMTP):
     event_handler: _Handler
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        handler = self.event_handler
         super().connection_made(transport)
-        self.event_handler.sessions.add(self)
+        if len(handler.sessions) >= handler.max_sessions:
+            handler.counters["refused_busy"] += 1
+            self.hang_up(TOO_MANY_SESSIONS)
+            return
+        handler.sessions.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
         self.event_handler.sessions.discard(self)
@@ -199,12 +212,12 @@ class _SmtpSession(SMTP):
             self.event_handler.counters["refused_size"] += 1
         await super().push(status)
 
-    def hang_up(self) -> asyncio.Task[None] | None:
-        """Answer 421 and close; the task serving this session, to wait for it."""
+    def hang_up(self, reply: str = SHUTTING_DOWN) -> asyncio.Task[None] | None:
+        """Answer ``reply`` (a 421) and close; the task serving this session, to wait for it."""
         task = self._handler_coroutine
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
-            transport.write(SHUTTING_DOWN.encode("ascii") + b"\r\n")
+            transport.write(reply.encode("ascii") + b"\r\n")
             transport.close()
         return task
 
@@ -230,6 +243,7 @@ class InboundListener:
         timeout: float = COMMAND_TIMEOUT_SECONDS,
         drain_seconds: float = DRAIN_SECONDS,
         max_recipients: int = MAX_RECIPIENTS,
+        max_sessions: int = MAX_SESSIONS,
     ) -> None:
         self.settings = settings
         self.timeout = timeout
@@ -237,6 +251,7 @@ class InboundListener:
         self._accepted = AcceptedRecipients.from_settings(settings.domains)
         self._deliver = deliver
         self._max_recipients = max_recipients
+        self._max_sessions = max_sessions
         self._handler: _Handler | None = None
         self._server: asyncio.Server | None = None
         self._socket: socket.socket | None = None
@@ -274,7 +289,10 @@ class InboundListener:
         assert self._socket is not None
         sock, self._socket = self._socket, None
         # Built per start: a restarted listener must not inherit the last one's stop state.
-        handler = _Handler(self._deliver, self._accepted, self._max_recipients, self._counters)
+        handler = _Handler(
+            self._deliver, self._accepted, self._max_recipients, self._counters,
+            self._max_sessions,
+        )
         loop = asyncio.get_running_loop()
         greeting_name = self._greeting_name()
         try:

@@ -96,6 +96,12 @@ class InboundManager:
             return Health(State.STOPPED)
         if self._task.done():
             return Health(State.FAILED, "the analysis loop ended", self.last_error)
+        if self.listener is not None:
+            listener = await self.listener.health()
+            if listener.state != State.RUNNING:
+                # The SMTP door is closed: senders are refused or time out.
+                return Health(State.FAILED, f"smtp listener: {listener.detail}",
+                              listener.last_error)
         problems = [
             f"{part}: {error}"
             for part, error in (

@@ -61,6 +61,8 @@ EXCERPT_CHARS = 300
 STOP_GRACE = 2.0
 # Seconds the final bookkeeping of a stop (giving leases back) may take.
 RELEASE_TIMEOUT = 3.0
+# Seconds between two purges of the delivery log past webhooks.retention.
+PURGE_EVERY_SECONDS = 3600.0
 # Event types never sent out, so that nothing about webhooks can loop.
 OWN_PREFIX = "webhook."
 USER_AGENT = "email-sender-webhooks"
@@ -92,6 +94,7 @@ class WebhookDispatcher:
         # Earliest retry this node scheduled: the loop wakes for it instead of the next poll.
         self._next_due: float | None = None
         self._pending_checked = 0.0
+        self._purged_at = -PURGE_EVERY_SECONDS  # first purge in the first cycle
         self._rng = random.Random()
         self.counters: dict[str, int] = {
             "enqueued": 0,
@@ -200,6 +203,7 @@ class WebhookDispatcher:
             try:
                 claimed = await self._claim_and_post()
                 await self._refresh_pending()
+                await self._purge_old_deliveries()
             except EmailSenderError as exc:
                 self.last_error = str(exc)
                 logger.warning("webhook_cycle_failed", extra={"error": str(exc)})
@@ -245,6 +249,14 @@ class WebhookDispatcher:
         if time.monotonic() - self._pending_checked >= CACHE_SECONDS:
             self._pending_checked = time.monotonic()
             self.counters["pending"] = await self.store.count_pending()
+
+    async def _purge_old_deliveries(self) -> None:
+        if time.monotonic() - self._purged_at < PURGE_EVERY_SECONDS:
+            return
+        self._purged_at = time.monotonic()
+        purged = await self.store.purge_finished(time.time() - self.settings.retention)
+        if purged:
+            logger.info("webhook_deliveries_purged", extra={"count": purged})
 
     async def _attempt(self, delivery: Claimed) -> None:
         """Post one delivery and record how it went."""

@@ -299,6 +299,17 @@ class WebhookStore:
         )
         return await self._page(query.limit(limit + 1), limit)
 
+    async def purge_finished(self, before: float) -> int:
+        """Drop delivered and failed deliveries created before ``before``; answer how many."""
+        async with self.db.transaction() as connection:
+            result = await connection.execute(
+                delete(webhook_deliveries).where(
+                    webhook_deliveries.c.status != PENDING,
+                    webhook_deliveries.c.created_at < before,
+                )
+            )
+        return int(result.rowcount or 0)
+
     async def count_pending(self) -> int:
         query = select(func.count()).where(webhook_deliveries.c.status == PENDING)
         async with self.db.connect() as connection:

@@ -65,6 +65,11 @@ def test_every_problem_is_named_with_its_path(tmp_path: Path) -> None:
         ("security: {blocked_ips: ['10.0.0.300']}", "is not an IP address"),
         ("security: {api_keys: [{name: a}]}", "give either key or key_sha256"),
         ("database: {url: 'mysql://x/y'}", "database.url: must be a sqlite:/// or postgresql://"),
+        ("inbound: {verp_domain: bounce.example}", "verp_secret is required with verp_domain"),
+        (
+            "inbound: {max_message_bytes: 2048, smtp: {max_message_bytes: 4096}}",
+            "smtp.max_message_bytes (4096) is over max_message_bytes (2048)",
+        ),
     ],
 )
 def test_bad_values_are_config_errors(tmp_path: Path, text: str, expected: str) -> None:

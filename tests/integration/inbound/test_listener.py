@@ -17,6 +17,7 @@ from email_sender.inbound.listener import InboundListener
 from email_sender.inbound.receiver import Envelope
 from email_sender.managers import State
 from email_sender.settings import InboundSmtpSettings
+from tests.conftest import wait_for
 
 # Every wait in these tests is bounded by this.
 WAIT = 10.0
@@ -396,3 +397,41 @@ async def test_a_restarted_listener_serves_again_and_keeps_its_counters(store: S
             await asyncio.wait_for(listener.stop(), WAIT)
     assert len(store.messages) == 2
     assert listener.info()["accepted"] == 2
+
+
+async def test_connections_past_the_limit_are_answered_421_and_the_rest_served(
+    store: Store,
+) -> None:
+    listener = InboundListener(settings(["example.org"]), store.deliver, max_sessions=2)
+    await asyncio.wait_for(listener.start(), WAIT)
+    held = []
+    try:
+        for _ in range(2):
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", listener.port), WAIT
+            )
+            assert (await asyncio.wait_for(reader.readline(), WAIT)).startswith(b"220 ")
+            held.append(writer)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", listener.port), WAIT
+        )
+        refusal = await asyncio.wait_for(reader.read(), WAIT)
+        assert refusal == b"421 4.7.0 too many connections, try again later\r\n"
+        writer.close()
+        assert listener.info()["refused_busy"] == 1
+        held.pop().close()  # a slot frees up: the next sender is served
+
+        async def served() -> bool:
+            try:
+                async with client(listener) as smtp:
+                    await smtp.sendmail("someone@remote.test", ["team@example.org"], RAW)
+            except aiosmtplib.SMTPException:
+                return False
+            return True
+
+        await wait_for(served, timeout=WAIT)
+        assert len(store.messages) == 1
+    finally:
+        for writer in held:
+            writer.close()
+        await asyncio.wait_for(listener.stop(), WAIT)

@@ -266,6 +266,27 @@ async def test_redirects_are_not_followed(
     assert len(receiver.requests) == 3
 
 
+async def test_finished_deliveries_past_the_retention_are_purged_pending_ones_kept(
+    db: Database, bus: MemoryEventBus, dispatchers: list[WebhookDispatcher],
+    receiver_factory: Callable[..., Receiver],
+) -> None:
+    receiver = receiver_factory()
+    store = WebhookStore(db)
+    hook = await store.create(url=receiver.url, events=["*"], secret=SECRET)
+    await store.enqueue(Event("email.sent", {"n": 1}), [hook["id"]])
+    dispatcher = await start_dispatcher(dispatchers, db, bus)
+    await wait_for(lambda: settled(store, hook["id"]), timeout=10)
+    await dispatcher.stop()
+    await store.enqueue(Event("email.sent", {"n": 2}), [hook["id"]])  # nobody posts it
+    rows, _ = await store.deliveries(hook["id"])
+    assert sorted(row["status"] for row in rows) == ["delivered", "pending"]
+
+    assert await store.purge_finished(before=time.time() - 3600) == 0  # all too recent
+    assert await store.purge_finished(before=time.time() + 1) == 1
+    left, _ = await store.deliveries(hook["id"])
+    assert [row["status"] for row in left] == ["pending"]
+
+
 async def test_deleting_a_webhook_stops_its_deliveries(
     db: Database, bus: MemoryEventBus, dispatchers: list[WebhookDispatcher],
     receiver_factory: Callable[..., Receiver],
