@@ -218,6 +218,15 @@ imap_state = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# Which node reads a mailbox: one at a time, so two never hand over the same messages.
+imap_leases = Table(
+    "imap_leases",
+    metadata,
+    Column("mailbox", String(512), primary_key=True),  # user@host
+    Column("owner", String(255), nullable=False),
+    Column("lease_until", Float, nullable=False),
+)
+
 # Outgoing event webhooks and their durable delivery queue.
 webhooks = Table(
     "webhooks",

@@ -7,6 +7,10 @@ each message once; the one message in flight at a crash may be read twice, and t
 stores it once. After a round the poller IDLEs on the first folder when the server offers it
 (a new message starts a round at once), or sleeps ``inbound.imap.interval``.
 
+One node at a time reads a mailbox: the poller holds a lease on it in SQL (renewed every round
+and while a long round goes on); the pollers of other nodes stand by, check every interval, and
+take over once it is released (at stop) or has run out (a crash).
+
 The session itself lives in :mod:`email_sender.inbound.imap_client`: it blocks, so every call
 runs in a worker thread, bounded by the socket timeout (``inbound.imap.timeout``), and its
 errors reach this module already as ours (MailboxUnavailable, FolderUnavailable).
@@ -19,6 +23,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
@@ -31,7 +36,7 @@ from email_sender.errors import (
     ValidationError,
 )
 from email_sender.inbound.imap_client import ImapConnection, parse_imap_url
-from email_sender.inbound.imap_state import ImapPositions, Position, mailbox_key
+from email_sender.inbound.imap_state import ImapPositions, MailboxLeases, Position, mailbox_key
 from email_sender.inbound.receiver import Envelope
 from email_sender.settings import InboundImapSettings
 
@@ -49,6 +54,8 @@ IDLE_MAX_SECONDS = 29 * 60.0
 STOP_SECONDS = 5.0
 LOGOUT_SECONDS = 1.0
 BACKOFF_FIRST_SECONDS = 1.0
+# Seconds a mailbox lease lasts beyond two intervals (a round plus an IDLE or a sleep).
+LEASE_MARGIN_SECONDS = 30.0
 
 
 def _byte_bounded(uids: Sequence[int], sizes: dict[int, int], budget: int) -> Iterator[list[int]]:
@@ -80,6 +87,7 @@ class ImapPoller:
         deliver: Deliver,
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        owner: str | None = None,
     ) -> None:
         if not settings.url:
             raise ConfigError("inbound.imap.url is required to poll a mailbox")
@@ -95,6 +103,11 @@ class ImapPoller:
         self._password = password
         self.folders = list(settings.folders) or ["INBOX"]
         self.positions = ImapPositions(db)
+        self.leases = MailboxLeases(db)
+        self.lease_key = f"{username}@{self.address.host}"
+        self.owner = owner or uuid.uuid4().hex
+        self.holds_mailbox = False
+        self._lease_renewed_at = 0.0
         self.deliver = deliver
         self.max_message_bytes = max_message_bytes
         self.counters = {"fetched": 0, "delivered": 0, "refused": 0, "errors": 0}
@@ -134,9 +147,20 @@ class ImapPoller:
         # The IMAP session is not thread-safe: a LOGOUT only when no worker thread may still be
         # using it, else the socket is just closed.
         await self._disconnect(polite=task is None or task.done())
+        if self.holds_mailbox:
+            self.holds_mailbox = False
+            # Another node takes over at its next look instead of waiting for the lease to end.
+            with contextlib.suppress(TimeoutError, EmailSenderError):
+                await asyncio.wait_for(
+                    self.leases.release(self.lease_key, self.owner), LOGOUT_SECONDS
+                )
+
+    @property
+    def lease_seconds(self) -> float:
+        return 2 * min(self.settings.interval, IDLE_MAX_SECONDS) + LEASE_MARGIN_SECONDS
 
     async def poll_once(self) -> int:
-        """One round over every folder; answers how many messages were delivered."""
+        """One round over every folder now, lease or not; answers how many were delivered."""
         self._poll_requested.set()  # an IDLE holding the connection gives it up
         async with self._lock:
             self._poll_requested.clear()
@@ -148,6 +172,7 @@ class ImapPoller:
             "username": self.username,
             "folders": list(self.folders),
             "connected": self._connection is not None,
+            "holds_mailbox": self.holds_mailbox,
             "idle_supported": self.idle_supported,
             "last_poll": self.last_poll,
             "last_error": self._last_error,
@@ -157,6 +182,9 @@ class ImapPoller:
     async def _run(self) -> None:
         backoff = BACKOFF_FIRST_SECONDS
         while not self._stop_requested.is_set():
+            if not await self._hold_mailbox():
+                await self._sleep(self.settings.interval)
+                continue
             try:
                 async with self._lock:
                     await self._round()
@@ -249,9 +277,38 @@ class ImapPoller:
                     delivered += await self._hand_over(key, uid, sizes.get(uid), bodies.get(uid))
                     position = Position(uidvalidity, uid)
                     await self.positions.save(key, position)
+                await self._keep_mailbox()
         if folder == self.folders[0]:
             self._idle_position = position.last_uid
         return delivered
+
+    async def _hold_mailbox(self) -> bool:
+        """Take or renew the lease on the mailbox; False while another node reads it."""
+        try:
+            held = await self.leases.hold(self.lease_key, self.owner, self.lease_seconds)
+        except EmailSenderError as exc:
+            self._failed(exc.message, event="imap_lease_failed")
+            held = False
+        if held != self.holds_mailbox:
+            logger.info(
+                "imap_mailbox_held" if held else "imap_mailbox_standby",
+                extra={"url": self.address.safe_url, "owner": self.owner},
+            )
+        self.holds_mailbox = held
+        if held:
+            self._lease_renewed_at = time.monotonic()
+        else:
+            await self._disconnect(polite=True)  # a node standing by keeps no session open
+        return held
+
+    async def _keep_mailbox(self) -> None:
+        """Renew the lease during a long round; end the round if another node has it now."""
+        if not self.holds_mailbox:
+            return  # a round asked for by poll_once, outside the lease
+        if time.monotonic() - self._lease_renewed_at < self.lease_seconds / 3:
+            return
+        if not await self._hold_mailbox():
+            raise MailboxUnavailable(f"another node now reads {self.lease_key}")
 
     async def _hand_over(self, key: str, uid: int, size: int | None, raw: bytes | None) -> int:
         """Deliver one message: 1 when delivered, 0 when refused for good or gone."""

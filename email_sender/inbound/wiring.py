@@ -51,6 +51,7 @@ def add_inbound(service: Service, *, with_manager: bool) -> None:
         poller = ImapPoller(
             settings.inbound.imap, service.db, receiver.receive,
             max_message_bytes=settings.inbound.max_message_bytes,
+            owner=service.node_id,
         )
     manager = InboundManager(store, classifier, analyst, listener=listener, poller=poller)
     receiver.listeners.append(manager.on_stored)

@@ -97,8 +97,7 @@ async def pollers() -> AsyncIterator[list[ImapPoller]]:
 def poller_for(
     pollers: list[ImapPoller], server: Mailbox, db: Database, deliver: Collector, **options: Any
 ) -> ImapPoller:
-    max_message_bytes = options.pop("max_message_bytes", None)
-    extra = {} if max_message_bytes is None else {"max_message_bytes": max_message_bytes}
+    extra = {name: options.pop(name) for name in ("max_message_bytes", "owner") if name in options}
     poller = ImapPoller(imap_settings(server, **options), db, deliver, **extra)
     pollers.append(poller)
     return poller
@@ -322,3 +321,43 @@ async def test_bad_credentials_are_reported_without_a_crash(
         assert "wrong" not in str(poller.info())
         assert poller.info()["errors"] >= 1
         await poller.stop()
+
+
+async def test_two_nodes_read_one_mailbox_one_at_a_time_and_the_second_takes_over(
+    dovecot: Mailbox, db: Database, pollers: list[ImapPoller]
+) -> None:
+    for number in range(1, 6):
+        dovecot.append(message(number))
+    first, second = Collector(), Collector()
+    holder = poller_for(pollers, dovecot, db, first, interval=1.0, owner="node-a")
+    await holder.start()
+    await wait_for(lambda: len(first.ids) == 5, timeout=15)
+    standby = poller_for(pollers, dovecot, db, second, interval=1.0, owner="node-b")
+    await standby.start()
+    await asyncio.to_thread(dovecot.append, message(6))
+    await wait_for(lambda: len(first.ids) == 6, timeout=15)
+    await asyncio.sleep(1.5)  # the standby node has looked at least once
+    assert (holder.holds_mailbox, standby.holds_mailbox) == (True, False)
+    assert second.ids == [] and standby.info()["connected"] is False
+
+    await holder.stop()  # releases the mailbox
+    await asyncio.to_thread(dovecot.append, message(7))
+    await wait_for(lambda: len(second.ids) == 1, timeout=15)
+    assert second.ids == ["<reply-7@lacigale.example>"]  # from where the first one stopped
+    assert standby.holds_mailbox
+    assert len(set(first.ids + second.ids)) == len(first.ids + second.ids) == 7
+
+
+async def test_a_lease_left_by_a_crashed_node_runs_out_and_is_taken_over(
+    dovecot: Mailbox, db: Database, pollers: list[ImapPoller]
+) -> None:
+    dovecot.append(message(1))
+    collector = Collector()
+    poller = poller_for(pollers, dovecot, db, collector, interval=1.0, owner="node-b")
+    assert await poller.leases.hold(poller.lease_key, "crashed-node", seconds=2.0)
+    await poller.start()
+    await asyncio.sleep(1.2)
+    assert collector.ids == [] and not poller.holds_mailbox
+    await wait_for(lambda: collector.ids == ["<reply-1@lacigale.example>"], timeout=15)
+    assert poller.holds_mailbox
+    assert not await poller.leases.hold(poller.lease_key, "crashed-node", seconds=2.0)

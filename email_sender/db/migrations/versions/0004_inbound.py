@@ -71,6 +71,12 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Float, nullable=False),
     )
     op.create_table(
+        "imap_leases",
+        sa.Column("mailbox", sa.String(512), primary_key=True),
+        sa.Column("owner", sa.String(255), nullable=False),
+        sa.Column("lease_until", sa.Float, nullable=False),
+    )
+    op.create_table(
         "webhooks",
         sa.Column("id", sa.String(36), primary_key=True),
         sa.Column("url", sa.Text, nullable=False),
@@ -114,6 +120,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("webhook_deliveries")
     op.drop_table("webhooks")
+    op.drop_table("imap_leases")
     op.drop_table("imap_state")
     op.drop_table("classifier_labels")
     op.drop_table("inbound_messages")
