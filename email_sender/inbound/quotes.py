@@ -49,6 +49,22 @@ _SIGNATURE_STARTS = (
     "gesendet von meinem ",
     "enviado desde mi ",
 )
+# Closing formulas that open a signature when they stand alone on a line near the end.
+_SIGN_OFFS = frozenset(
+    {
+        "cordialement", "bien cordialement", "très cordialement", "bien à vous", "bien a vous",
+        "à bientôt", "a bientot", "salutations", "sincères salutations",
+        "meilleures salutations", "amicalement", "bonne journée", "belle journée",
+        "bonne soirée", "bien amicalement", "merci d'avance", "merci d\u2019avance", "bises",
+        "best regards", "kind regards", "warm regards", "regards", "best", "thanks",
+        "many thanks", "thank you", "cheers", "sincerely", "all the best", "yours sincerely",
+        "mit freundlichen grüßen", "viele grüße", "beste grüße", "freundliche grüße",
+        "saludos", "un saludo", "saludos cordiales", "atentamente", "un cordial saludo",
+    }
+)  # fmt: skip
+# A sign-off opens the signature only when at most this many short lines follow it.
+_SIGN_OFF_TAIL_LINES = 6
+_SIGN_OFF_TAIL_CHARS = 80
 # First characters of the lines worth testing: most lines are skipped on one set lookup.
 _MARKER_FIRST_CHARS = frozenset("loae-_fdv*")
 _SIGNATURE_FIRST_CHARS = frozenset("-egstv")
@@ -81,6 +97,7 @@ def split_reply(text: str) -> ReplySplit:
         is_own[start:] = [False] * (len(lines) - start)
         break
     _mark_signature(norm, is_own)
+    _mark_sign_off(norm, is_own)
     own = [line for line, mine in zip(lines, is_own, strict=True) if mine]
     quoted = [line for line, mine in zip(lines, is_own, strict=True) if not mine]
     return ReplySplit(own_words="\n".join(own).strip(), quoted="\n".join(quoted).strip())
@@ -170,6 +187,21 @@ def _mark_signature(norm: list[str], is_own: list[bool]) -> None:
     for index, line in enumerate(norm):
         if line[:1] in _SIGNATURE_FIRST_CHARS and is_own[index] and _is_signature_start(line):
             is_own[index:] = [False] * (len(norm) - index)
+            return
+
+
+def _mark_sign_off(norm: list[str], is_own: list[bool]) -> None:
+    """A closing formula alone on a line ("Cordialement,", "Best regards") near the end of the
+    own words, with words before it, opens the signature: it and the lines below go to
+    ``quoted`` (the name, the title, the phone number)."""
+    own = [index for index, mine in enumerate(is_own) if mine and norm[index]]
+    for position in range(len(own) - 1, max(len(own) - 2 - _SIGN_OFF_TAIL_LINES, 0), -1):
+        index = own[position]
+        if len(norm[index]) > _SIGN_OFF_TAIL_CHARS:
+            return  # a paragraph: the signature, if any, is below it
+        if norm[index].rstrip(" ,.!;:") in _SIGN_OFFS:
+            for below in range(index, len(is_own)):
+                is_own[below] = False
             return
 
 

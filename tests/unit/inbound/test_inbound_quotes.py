@@ -20,9 +20,9 @@ def test_french_gmail_reply_with_signature_and_quotes() -> None:
     split = split_reply(sample_text("reply_fr.eml"))
     assert split.own_words == (
         "Bonjour,\n\nMerci pour votre proposition, elle m'intéresse. Pouvez-vous m'envoyer "
-        "les tarifs pour 50 licences ?\n\nBien cordialement,\nClaire"
+        "les tarifs pour 50 licences ?"
     )
-    assert split.quoted.startswith("-- \nClaire Martin")
+    assert split.quoted.startswith("Bien cordialement,\nClaire\n\n-- \nClaire Martin")
     assert "a écrit :" in split.quoted
     assert "> Voici notre offre pour mars." in split.quoted
 
@@ -30,9 +30,9 @@ def test_french_gmail_reply_with_signature_and_quotes() -> None:
 def test_english_outlook_reply_with_original_message_block() -> None:
     split = split_reply(sample_text("reply_en_outlook.eml"))
     assert split.own_words == (
-        "Hi,\n\nTuesday at 2pm works for me. Could you send an invite?\n\nThanks,\nJohn"
+        "Hi,\n\nTuesday at 2pm works for me. Could you send an invite?"
     )
-    assert split.quoted.startswith("Get Outlook for iOS")
+    assert split.quoted.startswith("Thanks,\nJohn\n\nGet Outlook for iOS")
     assert "Shall we meet next week?" in split.quoted
 
 
@@ -103,6 +103,11 @@ def test_interleaved_answers_are_own_words() -> None:
         "Get Outlook for Android",
         "Von meinem iPhone gesendet",
         "Enviado desde mi iPhone",
+        "Cordialement,\nClaire Martin\nProgrammatrice, La Cigale\n01 23 45 67 89",
+        "Bien à vous",
+        "Best regards,\nJohn Smith\nThe Venue",
+        "Mit freundlichen Grüßen\nAnna",
+        "Saludos,\nLucía",
     ],
 )
 def test_signatures_are_not_own_words(signature: str) -> None:
@@ -117,6 +122,9 @@ def test_signatures_are_not_own_words(signature: str) -> None:
         "From: our side, everything is ready.\nSubject to your approval.",  # not a header block
         "Le prix me convient. Qui a écrit ce devis ?",
         "-- not a signature, just a dash line with words",
+        "Thanks!",  # a sign-off with nothing before it is the whole reply
+        "Merci, c'est confirmé pour le 3 mars.",  # not a sign-off alone on its line
+        "Regards\n" + "then a paragraph of real words, long enough to be one." * 3,
     ],
 )
 def test_ordinary_text_is_kept_whole(text: str) -> None:
