@@ -188,6 +188,9 @@ inbound_messages = Table(
     Column("thread_by", String(16)),  # how it was linked: in_reply_to | verp | plus | subject
     Column("vector_state", String(16), nullable=False),  # pending | indexed | failed
     Column("received_at", Float, nullable=False),
+    # When its Date header says it was written, never after received_at: what time windows
+    # (soft bounces) count by, so a mailbox read for the first time is not all "recent".
+    Column("written_at", Float),
     Column("raw_expires_at", Float, nullable=False),
     UniqueConstraint("dedupe_key", name="uq_inbound_dedupe_key"),
     Index("ix_inbound_received", "received_at"),

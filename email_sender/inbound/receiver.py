@@ -205,6 +205,7 @@ class Receiver:
             "thread_by": link.thread_by,
             "vector_state": "pending",
             "received_at": now,
+            "written_at": min(parsed.date, now) if parsed.date is not None else None,
             "raw_expires_at": now + self.settings.retention,
         }
 
@@ -265,6 +266,7 @@ class Receiver:
 
     async def _set_status(self, email_id: str, status: Status, allowed: tuple[str, ...]) -> bool:
         return await self.sent.mark(email_id, status.value, allowed=allowed)
+
 
 def _details(found: Understood, link: Link) -> dict[str, Any]:
     details: dict[str, Any] = {"own_copy": True} if link.own_copy else {}

@@ -196,7 +196,9 @@ class InboundStore:
                 )
                 .where(
                     inbound_messages.c.kind == "bounce",
-                    inbound_messages.c.received_at >= since,
+                    # By when the report was written: old reports read now are not recent.
+                    func.coalesce(inbound_messages.c.written_at, inbound_messages.c.received_at)
+                    >= since,
                     func.lower(inbound_messages.c.details.cast(Text())).contains(
                         address, autoescape=True
                     ),

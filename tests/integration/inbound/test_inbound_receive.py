@@ -162,20 +162,42 @@ async def test_soft_bounces_suppress_only_past_the_limit(
     service.settings.inbound.soft_bounce_limit = 2
     # The address the delay notice sample reports on.
     first = await sent_email(client, to=["slow@example.com"])
-    notice = dsn_for(first, "postfix_delayed.eml")
+    notice = written_now(dsn_for(first, "postfix_delayed.eml"))
     assert (await post_raw(client, notice)).json()["kind"] == "bounce"
     # A second notice about the same email (the relay is still trying) counts once.
     again = await post_raw(client, notice.replace(b"Message-Id: <", b"Message-Id: <again-", 1))
     assert again.status_code == 201 and again.json()["created"] is True
     assert (await client.get("/api/v1/suppressions")).json()["items"] == []
     second = await sent_email(client, to=["slow@example.com"])
-    assert (await post_raw(client, dsn_for(second, "postfix_delayed.eml"))).status_code == 201
+    assert (await post_raw(client, written_now(dsn_for(second, "postfix_delayed.eml")))
+            ).status_code == 201
     listed = (await client.get("/api/v1/suppressions")).json()["items"]
     assert [(row["address"], row["reason"]) for row in listed] == [
         ("slow@example.com", "soft_bounces")
     ]
     # A delay is not a bounce of the email: it may still arrive.
     assert (await client.get(f"/api/v1/emails/{first['id']}")).json()["status"] == "sent"
+
+
+async def test_old_delay_notices_read_now_do_not_suppress(
+    service: Service, client: httpx.AsyncClient
+) -> None:
+    # A mailbox read for the first time: notices written months ago arrive all at once.
+    service.settings.inbound.soft_bounce_limit = 2
+    for _ in range(3):
+        email = await sent_email(client, to=["slow@example.com"])
+        old = dsn_for(email, "postfix_delayed.eml")  # written on 4 March 2025
+        assert (await post_raw(client, old)).status_code == 201
+    assert (await client.get("/api/v1/suppressions")).json()["items"] == []
+
+
+def written_now(raw: bytes) -> bytes:
+    """The report with its own Date (the first header that names one) set to now."""
+    head, separator, body = raw.partition(b"\n\n")
+    lines = head.split(b"\n")
+    index = next(n for n, line in enumerate(lines) if line.startswith(b"Date:"))
+    lines[index] = b"Date: " + format_datetime(datetime.now().astimezone()).encode()
+    return b"\n".join(lines) + separator + body
 
 
 async def test_a_reply_is_threaded_marked_and_classified_by_meaning(

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("thread_by", sa.String(16)),
         sa.Column("vector_state", sa.String(16), nullable=False),
         sa.Column("received_at", sa.Float, nullable=False),
+        sa.Column("written_at", sa.Float),
         sa.Column("raw_expires_at", sa.Float, nullable=False),
         sa.UniqueConstraint("dedupe_key", name="uq_inbound_dedupe_key"),
     )
