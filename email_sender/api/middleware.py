@@ -59,6 +59,7 @@ async def send_json(
 RAW_MESSAGE_PATH = "/api/v1/inbound"
 RAW_MESSAGE_TYPES = (b"message/rfc822", b"text/plain", b"application/octet-stream")
 
+
 class _BodyTooLarge(HTTPException):
     """Raised from ``receive``; FastAPI passes an HTTPException through its body parsing."""
 
