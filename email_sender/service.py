@@ -27,6 +27,8 @@ from email_sender.mail.outbox import Outbox
 from email_sender.mail.suppression import SuppressionList
 from email_sender.managers import Manager, Registry, State, run_bounded
 from email_sender.modes import ModeStore
+from email_sender.outreach.contacts import ContactStore
+from email_sender.outreach.lifecycle import Lifecycle
 from email_sender.settings import Settings
 
 if TYPE_CHECKING:
@@ -74,6 +76,7 @@ class Service:
         self.registry.add(self.bus)
         self.outbox = Outbox(self.db, idempotency_retention=settings.mail.idempotency_retention)
         self.suppressions = SuppressionList(self.db)
+        self.contacts = ContactStore(self.db, Lifecycle(settings.outreach.lifecycle))
         self.intake = Intake(self.outbox, self.bus, settings.mail)
         # Set by build_service when the role searches (the API mounts the search routes then).
         self.search = None

@@ -413,6 +413,66 @@ class WebhookSettings(Section):
     )
 
 
+class LifecycleStatus(Section):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    label: str = Field(min_length=1, max_length=64)
+
+
+def _booking_statuses() -> list[LifecycleStatus]:
+    labels = {
+        "new": "Nouveau", "contacted": "Email envoyé", "interested": "Intéressé",
+        "negotiating": "Négociation", "confirmed": "Confirmé", "declined": "Refus",
+        "done": "Terminé", "unsubscribed": "Désinscrit", "bounced": "Adresse invalide",
+    }  # fmt: skip
+    return [LifecycleStatus(name=name, label=label) for name, label in labels.items()]
+
+
+def _booking_transitions() -> dict[str, list[str]]:
+    # Any status may end in unsubscribed or bounced (the address decides, not the user).
+    return {
+        "new": ["contacted", "interested", "negotiating", "confirmed", "declined"],
+        "contacted": ["interested", "negotiating", "confirmed", "declined", "new"],
+        "interested": ["negotiating", "confirmed", "declined", "contacted"],
+        "negotiating": ["interested", "confirmed", "declined"],
+        "confirmed": ["done", "negotiating", "declined"],
+        "declined": ["contacted", "interested", "negotiating"],
+        "done": ["contacted"],
+        "bounced": ["new"],
+        "unsubscribed": [],
+    }
+
+
+class LifecycleSettings(Section):
+    """The statuses a contact moves through and the moves allowed between them."""
+
+    statuses: list[LifecycleStatus] = Field(default_factory=_booking_statuses, min_length=1)
+    transitions: dict[str, list[str]] = Field(default_factory=_booking_transitions)
+    initial: str = "new"
+    # Reached from any status, whatever the transitions say: the address decides.
+    always_reachable: list[str] = Field(default_factory=lambda: ["unsubscribed", "bounced"])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LifecycleSettings:
+        names = [status.name for status in self.statuses]
+        if len(set(names)) != len(names):
+            raise ValueError("statuses: a status is named twice")
+        known = set(names)
+        for where, name in [("initial", self.initial)] + [
+            (f"always_reachable ({name})", name) for name in self.always_reachable
+        ] + [
+            (f"transitions.{source}", target)
+            for source, targets in self.transitions.items()
+            for target in [source, *targets]
+        ]:
+            if name not in known:
+                raise ValueError(f"{where}: {name!r} is not one of the statuses")
+        return self
+
+
+class OutreachSettings(Section):
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+
+
 class NodeSettings(Section):
     heartbeat_interval: Seconds = 5.0
     stale_after: Seconds = 30.0
@@ -451,6 +511,7 @@ class Settings(BaseSettings):
     inbound: InboundSettings = Field(default_factory=InboundSettings)
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    outreach: OutreachSettings = Field(default_factory=OutreachSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,7 @@ from email_sender.api.middleware import ModeMiddleware, RequestContextMiddleware
 from email_sender.api.routes import (
     backups,
     collections,
+    contacts,
     conversations,
     emails,
     events,
@@ -42,6 +43,7 @@ ROUTERS = [
     inbound.router,
     conversations.router,
     webhooks.router,
+    contacts.router,
 ]
 # Mounted when the node searches (``service.search`` set): its role runs the vector managers.
 SEARCH_ROUTERS = [search.router, collections.router]

@@ -82,6 +82,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "No such resource"),
         (409, "Conflict with the resource's state"),
         (413, "Over a size limit"),
+        (415, "Unsupported Content-Type"),
         (422, "Invalid input; the message names the field"),
         (429, "Rate limited"),
         (503, "A dependency is down or the service mode refuses it"),

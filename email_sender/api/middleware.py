@@ -55,9 +55,12 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-# The provider webhook takes a raw RFC 5322 message, not JSON.
-RAW_MESSAGE_PATH = "/api/v1/inbound"
-RAW_MESSAGE_TYPES = (b"message/rfc822", b"text/plain", b"application/octet-stream")
+# The write paths that take another body than JSON, and the types they take: the provider
+# webhook a raw RFC 5322 message, the contact import CSV or JSON lines.
+RAW_BODY_TYPES = {
+    "/api/v1/inbound": (b"message/rfc822", b"text/plain", b"application/octet-stream"),
+    "/api/v1/contacts/import": (b"text/csv", b"application/x-ndjson", b"application/jsonl"),
+}
 
 
 class _BodyTooLarge(HTTPException):
@@ -150,7 +153,7 @@ class RequestContextMiddleware:
                 )
         if scope["method"] in _WRITE_METHODS and (length not in (None, b"0")):
             content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-            if scope["path"] == RAW_MESSAGE_PATH and content_type in RAW_MESSAGE_TYPES:
+            if content_type in RAW_BODY_TYPES.get(scope["path"], ()):
                 return None
             if content_type != b"application/json":
                 shown = content_type.decode("latin-1") or "none"

@@ -266,3 +266,42 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
 )
+
+# Outreach: the people and places mail is written to, and every move of their status.
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),  # normalised, lower-cased
+    Column("name", String(200)),
+    Column("organisation", String(200)),
+    Column("city", String(100)),
+    Column("region", String(100)),
+    Column("country", String(64)),
+    Column("timezone", String(64)),  # IANA, checked with zoneinfo
+    Column("language", String(16)),
+    Column("tags", JSON, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("consent_basis", String(64)),
+    Column("consent_source", String(200)),
+    Column("status", String(32), nullable=False),
+    Column("notes", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_contacts_status", "status"),
+    Index("ix_contacts_created", "created_at", "id"),
+)
+
+contact_history = Table(
+    "contact_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("contact_id", String(36), nullable=False),
+    Column("from_status", String(32)),  # None: the contact was created
+    Column("to_status", String(32), nullable=False),
+    Column("source", String(32), nullable=False),  # user | import | reply | bounce | unsubscribe
+    Column("actor", String(255)),
+    Column("reason", Text),
+    Column("at", Float, nullable=False),
+    Index("ix_contact_history_contact", "contact_id", "id"),
+)

@@ -1,0 +1,1 @@
+"""Outreach: contacts with a lifecycle (statuses, allowed moves, history) and their import."""
