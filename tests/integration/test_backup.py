@@ -16,6 +16,8 @@ from email_sender.db import audit
 from email_sender.db.schema import emails, metadata
 from email_sender.inbound.receiver import Envelope
 from email_sender.ops import backup as backups
+from email_sender.outreach.contacts import Change
+from email_sender.outreach.fields import ContactFields, NewContact
 from email_sender.service import Service, build_service
 from email_sender.vectors.edge import EdgeVectorStore
 from email_sender.vectors.store import Point
@@ -55,6 +57,13 @@ async def fill(service: Service, store: EdgeVectorStore) -> list[str]:
     )
     row = await service.inbound.store.get(reply.id)
     await service.inbound.store.save_label(row, "declined", actor="ops")
+    # A contact and a move of its status: the outreach history travels too.
+    contact = await service.contacts.create(
+        NewContact(email="venue@example.org", timezone="Europe/Paris"), Change("user", "ops")
+    )
+    await service.contacts.update(
+        contact["id"], ContactFields(), Change("user", "ops", "wrote"), status="contacted"
+    )
     rng = np.random.default_rng(7)
     await store.ensure_collection("emails", 8, "Cosine", {"tags": "keyword"})
     await store.upsert("emails", [
@@ -69,8 +78,11 @@ async def api_answers(service: Service, ids: list[str]) -> list[Any]:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         answers = [(await http.get("/api/v1/emails", params={"limit": 100})).json(),
                    (await http.get("/api/v1/suppressions")).json(),
-                   (await http.get("/api/v1/inbound")).json()]
+                   (await http.get("/api/v1/inbound")).json(),
+                   (await http.get("/api/v1/contacts")).json()]
         answers += [(await http.get(f"/api/v1/emails/{email_id}")).json() for email_id in ids]
+        for contact in answers[3]["items"]:
+            answers.append((await http.get(f"/api/v1/contacts/{contact['id']}/history")).json())
     return answers
 
 
