@@ -130,3 +130,28 @@ def inbound_detail(row: dict[str, Any], answered: dict[str, Any] | None) -> dict
         "raw_expires_at": iso(row["raw_expires_at"]),
         "answers": answered,
     }
+
+
+def contact_view(row: dict[str, Any]) -> dict[str, Any]:
+    consent = (
+        {"basis": row["consent_basis"], "source": row["consent_source"]}
+        if row["consent_basis"] else None
+    )
+    return {
+        "id": row["id"],
+        "email": row["email"],
+        "name": row["name"],
+        "organisation": row["organisation"],
+        "city": row["city"],
+        "region": row["region"],
+        "country": row["country"],
+        "timezone": row["timezone"],
+        "language": row["language"],
+        "tags": row["tags"],
+        "attributes": row["attributes"],
+        "consent": consent,
+        "status": row["status"],
+        "notes": row["notes"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import pydantic
 
-from email_sender.errors import DuplicateKey, EmailSenderError, ValidationError
+from email_sender.errors import Conflict, DuplicateKey, ValidationError
 from email_sender.outreach.contacts import Change, ContactStore
 from email_sender.outreach.fields import NewContact
 
@@ -128,7 +128,7 @@ async def _store_batch(
         for number, item in fresh:
             try:
                 created = await store.create(item, change)
-            except EmailSenderError:
+            except Conflict:
                 results.append(RowResult(number, "exists", item.email))
             else:
                 results.append(RowResult(number, "created", item.email, created["id"]))

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from email_sender.api.deps import ReadScope, SendScope, ServiceDep, client_ip
 from email_sender.api.errors import error_response
-from email_sender.api.views import iso
+from email_sender.api.views import contact_view, iso
 from email_sender.db import audit
 from email_sender.outreach.contacts import Change
 from email_sender.outreach.fields import ContactFields, NewContact
@@ -28,31 +28,6 @@ IMPORT_TYPES: dict[str, Format] = {
 class ContactPatch(ContactFields):
     status: str | None = Field(None, description="a move the lifecycle allows")
     reason: str | None = Field(None, max_length=2000, description="kept in the history")
-
-
-def contact_view(row: dict[str, Any]) -> dict[str, Any]:
-    consent = (
-        {"basis": row["consent_basis"], "source": row["consent_source"]}
-        if row["consent_basis"] else None
-    )
-    return {
-        "id": row["id"],
-        "email": row["email"],
-        "name": row["name"],
-        "organisation": row["organisation"],
-        "city": row["city"],
-        "region": row["region"],
-        "country": row["country"],
-        "timezone": row["timezone"],
-        "language": row["language"],
-        "tags": row["tags"],
-        "attributes": row["attributes"],
-        "consent": consent,
-        "status": row["status"],
-        "notes": row["notes"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    }
 
 
 @router.get("/lifecycle")
