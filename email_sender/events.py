@@ -39,6 +39,7 @@ EVENT_TYPES = (
     "email.replied",
     "inbound.received",
     "reply.classified",
+    "contact.unsubscribed",
 )
 
 

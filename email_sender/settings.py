@@ -471,6 +471,18 @@ class LifecycleSettings(Section):
 
 class OutreachSettings(Section):
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    unsubscribe_url: str | None = Field(
+        None, description="public base of one-click links, such as https://mail.example.org/u/"
+    )
+    unsubscribe_secret: SecretStr | None = Field(None, description="signs unsubscribe tokens")
+
+    @model_validator(mode="after")
+    def _links_are_signed(self) -> OutreachSettings:
+        if self.unsubscribe_url and self.unsubscribe_secret is None:
+            raise ValueError("unsubscribe_secret is required with unsubscribe_url (it signs links)")
+        if self.unsubscribe_url and not self.unsubscribe_url.startswith(("https://", "http://")):
+            raise ValueError("unsubscribe_url must be an http(s) URL")
+        return self
 
 
 class NodeSettings(Section):

@@ -26,6 +26,7 @@ from email_sender.api.routes import (
     search,
     sink,
     suppressions,
+    unsubscribe,
     webhooks,
 )
 from email_sender.api.security import KeyRing
@@ -44,6 +45,7 @@ ROUTERS = [
     conversations.router,
     webhooks.router,
     contacts.router,
+    unsubscribe.router,
 ]
 # Mounted when the node searches (``service.search`` set): its role runs the vector managers.
 SEARCH_ROUTERS = [search.router, collections.router]

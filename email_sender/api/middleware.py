@@ -61,6 +61,9 @@ RAW_BODY_TYPES = {
     "/api/v1/inbound": (b"message/rfc822", b"text/plain", b"application/octet-stream"),
     "/api/v1/contacts/import": (b"text/csv", b"application/x-ndjson", b"application/jsonl"),
 }
+# Unsubscribe links take what a mail client's one-click POST sends (RFC 8058) or a form.
+FORM_PREFIX = "/u/"
+FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data", b"text/plain")
 
 
 class _BodyTooLarge(HTTPException):
@@ -154,6 +157,8 @@ class RequestContextMiddleware:
         if scope["method"] in _WRITE_METHODS and (length not in (None, b"0")):
             content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if content_type in RAW_BODY_TYPES.get(scope["path"], ()):
+                return None
+            if scope["path"].startswith(FORM_PREFIX) and content_type in FORM_TYPES:
                 return None
             if content_type != b"application/json":
                 shown = content_type.decode("latin-1") or "none"

@@ -103,6 +103,16 @@ class ContactStore:
             raise NotFound(f"no contact with id {contact_id}", id=contact_id)
         return dict(found._mapping)
 
+    async def find(self, email: str) -> dict[str, Any] | None:
+        """The contact with this address (compared lower-cased), or None."""
+        async with self.db.connect() as connection:
+            found = (
+                await connection.execute(
+                    select(contacts).where(contacts.c.email == email.strip().lower())
+                )
+            ).first()
+        return dict(found._mapping) if found else None
+
     async def page(
         self,
         *,

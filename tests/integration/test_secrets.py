@@ -64,6 +64,9 @@ def _config(data_dir: Path, database_url: str, relay_port: int) -> dict[str, Any
                      "url": f"http://embed:{CANARY}@127.0.0.1:{free_port()}/v1",
                      "api_key": CANARY},
         "security": {"api_keys": [{"name": "ops", "key": CANARY, "scopes": ["admin"]}]},
+        "inbound": {"verp_domain": "bounce.example.org", "verp_secret": CANARY},
+        "outreach": {"unsubscribe_url": "https://mail.example.org/u/",
+                     "unsubscribe_secret": CANARY},
         "server": {"port": 0},
         "metrics": {"port": 0},
     }

@@ -1,0 +1,117 @@
+"""One-click unsubscribe (RFC 8058): signed links, the headers that carry them, and the act.
+
+A token is the address and an HMAC-SHA256 of it under ``outreach.unsubscribe_secret``, both
+base64url: it cannot be made without the secret, nor moved to another address. Unsubscribing
+suppresses the address (no mail goes to it again), moves its contact to ``unsubscribed`` with
+the history saying so, is audited and published as ``contact.unsubscribed``. It is idempotent:
+a second POST of the same link (mail clients retry) changes nothing more.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+
+from email_sender.db import audit
+from email_sender.db.engine import Database
+from email_sender.errors import NotFound, ValidationError
+from email_sender.events import EventBus
+from email_sender.mail.suppression import SuppressionList
+from email_sender.outreach.contacts import Change, ContactStore
+from email_sender.outreach.fields import ContactFields
+
+logger = logging.getLogger(__name__)
+
+# Bytes of the HMAC kept in a token: 128 bits, short enough for a header line.
+MAC_BYTES = 16
+UNSUBSCRIBED = "unsubscribed"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(address: str, secret: bytes) -> bytes:
+    return hmac.new(secret, b"unsubscribe:" + address.encode(), hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def make_token(address: str, secret: bytes) -> str:
+    address = address.strip().lower()
+    return f"{_b64(address.encode())}.{_b64(_mac(address, secret))}"
+
+
+def address_from_token(token: str, secret: bytes) -> str:
+    """The address a token was made for; NotFound for anything this service did not sign."""
+    invalid = NotFound("this unsubscribe link is not valid")
+    encoded, _, signature = token.partition(".")
+    try:
+        address = _unb64(encoded).decode()
+        given = _unb64(signature)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid from None
+    if not hmac.compare_digest(given, _mac(address, secret)):
+        raise invalid
+    return address
+
+
+def list_unsubscribe_headers(address: str, *, base_url: str, secret: bytes) -> dict[str, str]:
+    """The headers an outreach email carries for its recipient (RFC 2369, RFC 8058)."""
+    url = base_url.rstrip("/") + "/" + make_token(address, secret)
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+class Unsubscriber:
+    def __init__(
+        self,
+        db: Database,
+        suppressions: SuppressionList,
+        contacts: ContactStore,
+        bus: EventBus,
+        secret: bytes,
+    ) -> None:
+        self.db = db
+        self.suppressions = suppressions
+        self.contacts = contacts
+        self.bus = bus
+        self.secret = secret
+
+    async def is_unsubscribed(self, address: str) -> bool:
+        return bool(await self.suppressions.among([address]))
+
+    async def unsubscribe(self, address: str, *, client_ip: str | None) -> bool:
+        """Suppress the address and move its contact; False when it was done before."""
+        created = await self.suppressions.add(
+            address, reason="unsubscribe", detail="one-click unsubscribe link"
+        )
+        moved = await self._move_contact(address)
+        if created or moved:
+            await audit.record(
+                self.db, actor="unsubscribe-link", action="unsubscribed", target=address,
+                client_ip=client_ip,
+            )
+            await self.bus.publish("contact.unsubscribed", address=address)
+            logger.info("contact_unsubscribed", extra={"address": address})
+        return created or moved
+
+    async def _move_contact(self, address: str) -> bool:
+        contact = await self.contacts.find(address)
+        if contact is None or contact["status"] == UNSUBSCRIBED:
+            return False
+        try:
+            await self.contacts.update(
+                contact["id"], ContactFields(), Change("unsubscribe", None, "one-click link"),
+                status=UNSUBSCRIBED,
+            )
+        except ValidationError as exc:
+            # A lifecycle without the status: the suppression alone stops the mail.
+            logger.warning("unsubscribe_status_refused", extra={"address": address,
+                                                                "error": exc.reason})
+            return False
+        return True
