@@ -344,6 +344,7 @@ async def test_bad_raw_input_is_refused_with_a_reason(
 async def test_a_message_over_the_limit_is_refused_and_nothing_is_stored(
     service: Service, client: httpx.AsyncClient
 ) -> None:
+    service.settings.inbound.smtp.max_message_bytes = 64 * 1024  # never above the service's
     service.settings.inbound.max_message_bytes = 64 * 1024
     message = EmailMessage()
     message["From"] = VENUE
