@@ -119,10 +119,18 @@ async def test_a_node_started_without_its_database_answers_down_and_heals(
         server = served(node)
         async with node:
             url = f"http://127.0.0.1:{server.port('api')}"
-            code, body, seconds = await get_health(url)
-            assert (code, body["status"]) == (503, "down")
-            assert seconds < 1.0
-            assert body["managers"]["database"]["state"] == "failed"
+            answers: list[tuple[int, dict[str, Any], float]] = []
+
+            async def database_failed() -> bool:
+                # Retried every 0.2 s: an answer may catch the database "starting" again.
+                answers.append(await get_health(url))
+                return bool(answers[-1][1]["managers"]["database"]["state"] == "failed")
+
+            await wait_for(database_failed, timeout=10, interval=0.05)
+            for code, body, seconds in answers:
+                assert (code, body["status"]) == (503, "down")
+                assert seconds < 1.0
+            code, body, _ = answers[-1]
             assert body["failing"]["database"]
             assert "dependency not running: database" in body["failing"]["email_sender"]
 
