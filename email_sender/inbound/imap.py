@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from email_sender.db.engine import Database
+from email_sender.db.leases import Leases
 from email_sender.errors import (
     ConfigError,
     EmailSenderError,
@@ -36,7 +37,7 @@ from email_sender.errors import (
     ValidationError,
 )
 from email_sender.inbound.imap_client import ImapConnection, parse_imap_url
-from email_sender.inbound.imap_state import ImapPositions, MailboxLeases, Position, mailbox_key
+from email_sender.inbound.imap_state import ImapPositions, Position, mailbox_key
 from email_sender.inbound.receiver import Envelope
 from email_sender.settings import InboundImapSettings
 
@@ -103,7 +104,7 @@ class ImapPoller:
         self._password = password
         self.folders = list(settings.folders) or ["INBOX"]
         self.positions = ImapPositions(db)
-        self.leases = MailboxLeases(db)
+        self.leases = Leases(db)
         self.lease_key = f"{username}@{self.address.host}"
         self.owner = owner or uuid.uuid4().hex
         self.holds_mailbox = False

@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from email_sender.db.engine import Database
-from email_sender.db.schema import imap_leases, imap_state
+from email_sender.db.schema import imap_state
 
 
 @dataclass(frozen=True)
@@ -58,32 +58,3 @@ class ImapPositions:
         statement = statement.on_conflict_do_update(index_elements=["mailbox"], set_=values)
         async with self.db.transaction() as connection:
             await connection.execute(statement)
-
-
-class MailboxLeases:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def hold(self, mailbox: str, owner: str, seconds: float) -> bool:
-        """Take or renew the lease on ``mailbox`` (``user@host``) for ``seconds``; False while
-        another owner holds it."""
-        now = time.time()
-        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
-        values = {"owner": owner, "lease_until": now + seconds}
-        statement = dialect.insert(imap_leases).values(mailbox=mailbox, **values)
-        statement = statement.on_conflict_do_update(
-            index_elements=["mailbox"],
-            set_=values,
-            where=or_(imap_leases.c.owner == owner, imap_leases.c.lease_until < now),
-        )
-        async with self.db.transaction() as connection:
-            result = await connection.execute(statement)
-        return bool(result.rowcount)
-
-    async def release(self, mailbox: str, owner: str) -> None:
-        async with self.db.transaction() as connection:
-            await connection.execute(
-                delete(imap_leases).where(
-                    imap_leases.c.mailbox == mailbox, imap_leases.c.owner == owner
-                )
-            )
