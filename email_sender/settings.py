@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,7 +40,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-def _parse_duration(value: Any) -> Any:
+def parse_duration(value: Any) -> Any:
     """Accept 30, 1.5, "30s", "5m", "1h", "7d", "250ms" and return seconds as a float."""
     if isinstance(value, str):
         match = _DURATION.match(value)
@@ -86,7 +87,7 @@ def _positive(value: float) -> float:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(_parse_duration), AfterValidator(_positive)]
+Seconds = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 
 
 class Section(BaseModel):
@@ -469,12 +470,97 @@ class LifecycleSettings(Section):
         return self
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
+
+
+def _office_hours() -> dict[str, list[str]]:
+    return {day: ["09:00-18:00"] for day in WEEKDAYS[:5]}
+
+
+class CapSettings(Section):
+    """How much one sender identity and one recipient domain may receive; days and hours are
+    counted in ``outreach.timezone``."""
+
+    sender_daily: int = Field(50, ge=1, le=100_000)
+    # Per sender identity (bare address): its own daily cap instead of sender_daily.
+    senders: dict[str, int] = Field(default_factory=dict)
+    domain_hourly: int | None = Field(10, ge=1)
+    domain_daily: int | None = Field(50, ge=1)
+
+
+class GapSettings(Section):
+    """A random wait between two sends of one sender, and the least time between two emails of
+    one sequence to one contact."""
+
+    min: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = 300.0
+    max: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = 900.0
+    contact_min: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = 86400.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GapSettings:
+        if self.max < self.min:
+            raise ValueError("gap.max must not be below gap.min")
+        return self
+
+
+class WarmupSettings(Section):
+    """A new sender's daily cap grows from ``start`` by ``increase`` a day up to the cap."""
+
+    enabled: bool = False
+    start: int = Field(10, ge=1)
+    increase: int = Field(5, ge=0)
+
+
+def _reply_statuses() -> dict[str, str]:
+    return {
+        "interested": "interested", "negotiating": "negotiating", "confirmed": "confirmed",
+        "declined": "declined", "question": "interested",
+    }  # fmt: skip
+
+
 class OutreachSettings(Section):
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    # Send windows per weekday, in the contact's time zone: "HH:MM-HH:MM", several allowed.
+    windows: dict[str, list[str]] = Field(default_factory=_office_hours)
+    timezone: str = Field("UTC", description="for contacts without one, and for counting caps")
+    caps: CapSettings = Field(default_factory=CapSettings)
+    gap: GapSettings = Field(default_factory=GapSettings)
+    warmup: WarmupSettings = Field(default_factory=WarmupSettings)
+    # A reply's intent moves its contact to this status (never backwards past a hand-set one).
+    reply_statuses: dict[str, str] = Field(default_factory=_reply_statuses)
+    # The status a contact in the lifecycle's initial status takes once first written to.
+    contacted_status: str | None = "contacted"
+    out_of_office_pause: Seconds = Field(7 * 86400.0, description="when no return date is given")
+    tick: Seconds = Field(30.0, description="how often the scheduler looks for due steps")
+    scheduling: bool = Field(True, description="run the scheduler where delivery runs")
     unsubscribe_url: str | None = Field(
         None, description="public base of one-click links, such as https://mail.example.org/u/"
     )
     unsubscribe_secret: SecretStr | None = Field(None, description="signs unsubscribe tokens")
+
+    @model_validator(mode="after")
+    def _sending_rules(self) -> OutreachSettings:
+        for day, spans in self.windows.items():
+            if day not in WEEKDAYS:
+                raise ValueError(f"windows: {day!r} is not one of {', '.join(WEEKDAYS)}")
+            for span in spans:
+                match = _WINDOW.match(span)
+                if match is None or match.group(1, 2) >= match.group(3, 4):
+                    raise ValueError(f"windows.{day}: {span!r} is not HH:MM-HH:MM, start first")
+        if not any(self.windows.values()):
+            raise ValueError("windows: at least one day needs a window")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"timezone: {self.timezone!r} is not an IANA time zone") from exc
+        known = {status.name for status in self.lifecycle.statuses}
+        for intent, status in self.reply_statuses.items():
+            if status not in known:
+                raise ValueError(f"reply_statuses.{intent}: {status!r} is not a lifecycle status")
+        if self.contacted_status is not None and self.contacted_status not in known:
+            raise ValueError(f"contacted_status: {self.contacted_status!r} is not a status")
+        return self
 
     @model_validator(mode="after")
     def _links_are_signed(self) -> OutreachSettings:
