@@ -23,6 +23,7 @@ import yaml
 
 from email_sender import __version__
 from email_sender.cli_backup import backup_app, rollback
+from email_sender.cli_contacts import contacts_app
 from email_sender.cli_ops import vectors_ops_commands
 from email_sender.cli_vectors import vectors_app
 from email_sender.errors import ConfigError, EmailSenderError, PortInUse
@@ -50,6 +51,7 @@ app.add_typer(backup_app, name="backup")
 app.command("rollback")(rollback)
 vectors_ops_commands(vectors_app)
 app.add_typer(vectors_app, name="vectors")
+app.add_typer(contacts_app, name="contacts")
 
 ConfigOption = Annotated[
     Path | None,

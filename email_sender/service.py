@@ -29,6 +29,7 @@ from email_sender.managers import Manager, Registry, State, run_bounded
 from email_sender.modes import ModeStore
 from email_sender.outreach.contacts import ContactStore
 from email_sender.outreach.lifecycle import Lifecycle
+from email_sender.outreach.segments import SegmentStore
 from email_sender.settings import Settings
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Service:
         self.outbox = Outbox(self.db, idempotency_retention=settings.mail.idempotency_retention)
         self.suppressions = SuppressionList(self.db)
         self.contacts = ContactStore(self.db, Lifecycle(settings.outreach.lifecycle))
+        self.segments = SegmentStore(self.db, self.contacts.lifecycle)
         self.intake = Intake(self.outbox, self.bus, settings.mail)
         # Set by build_service when the role searches (the API mounts the search routes then).
         self.search = None

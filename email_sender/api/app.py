@@ -24,6 +24,7 @@ from email_sender.api.routes import (
     maintenance,
     managers,
     search,
+    segments,
     sink,
     suppressions,
     unsubscribe,
@@ -45,6 +46,7 @@ ROUTERS = [
     conversations.router,
     webhooks.router,
     contacts.router,
+    segments.router,
     unsubscribe.router,
 ]
 # Mounted when the node searches (``service.search`` set): its role runs the vector managers.

@@ -286,6 +286,7 @@ contacts = Table(
     Column("consent_source", String(200)),
     Column("status", String(32), nullable=False),
     Column("notes", Text),
+    Column("last_contacted_at", Float),  # the last outreach email sent to it
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_contacts_status", "status"),
@@ -304,4 +305,102 @@ contact_history = Table(
     Column("reason", Text),
     Column("at", Float, nullable=False),
     Index("ix_contact_history_contact", "contact_id", "id"),
+)
+
+# Saved filters over contacts (status, tags, attributes, last contact date).
+segments = Table(
+    "segments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("filter", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Sequences: steps sent one after another to each enrolled contact, in one thread.
+sequences = Table(
+    "sequences",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("sender", String(320), nullable=False),  # the From identity, ``Name <addr>``
+    Column("status", String(16), nullable=False),  # active | paused | cancelled
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+sequence_steps = Table(
+    "sequence_steps",
+    metadata,
+    Column("sequence_id", String(36), primary_key=True),
+    Column("position", Integer, primary_key=True),  # 0 is the first message
+    Column("delay", Float, nullable=False),  # seconds after the previous step (or enrolment)
+    Column("subject", Text),
+    Column("text", Text),
+    Column("html", Text),
+    Column("same_thread", Integer, nullable=False),
+    Column("conditions", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("sequence_id", String(36), nullable=False),
+    Column("contact_id", String(36), nullable=False),
+    # active | paused (out of office) | replied | completed | bounced | unsubscribed | cancelled
+    Column("status", String(16), nullable=False),
+    Column("next_step", Integer, nullable=False),
+    Column("next_at", Float, nullable=False),  # the earliest the next step may go
+    Column("reason", Text),
+    Column("thread_message_id", String(998)),  # the first message: what follow-ups answer
+    Column("thread_subject", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("sequence_id", "contact_id", name="uq_enrolments_contact"),
+    Index("ix_enrolments_due", "status", "next_at"),
+    Index("ix_enrolments_contact", "contact_id"),
+)
+
+# The send log of outreach: what the caps and gaps count, and what stops a step going twice.
+outreach_sends = Table(
+    "outreach_sends",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("enrolment_id", String(36), nullable=False),
+    Column("sequence_id", String(36), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("contact_id", String(36), nullable=False),
+    Column("sender", String(320), nullable=False),  # bare address
+    Column("domain", String(255), nullable=False),  # the recipient's
+    Column("email_id", String(36), nullable=False),
+    Column("sent_at", Float, nullable=False),  # by the scheduler's clock
+    UniqueConstraint("enrolment_id", "step", name="uq_outreach_sends_step"),
+    Index("ix_outreach_sends_sender", "sender", "sent_at"),
+    Index("ix_outreach_sends_domain", "domain", "sent_at"),
+    Index("ix_outreach_sends_email", "email_id"),
+    Index("ix_outreach_sends_sequence", "sequence_id", "step"),
+)
+
+# Per sender identity: when it may send next (the random gap) and when it first sent (warm-up).
+outreach_senders = Table(
+    "outreach_senders",
+    metadata,
+    Column("sender", String(320), primary_key=True),
+    Column("next_send_at", Float, nullable=False),
+    Column("first_send_at", Float, nullable=False),
+)
+
+# Inbound messages the scheduler has acted on (stop, pause, end), each once.
+outreach_reactions = Table(
+    "outreach_reactions",
+    metadata,
+    Column("inbound_id", String(36), primary_key=True),
+    Column("enrolment_id", String(36), nullable=False),
+    Column("action", String(16), nullable=False),  # reply | pause | bounce | complaint | none
+    # The reply's intent once the contact's status has been moved by it (None: not yet).
+    Column("intent", String(32)),
+    Column("at", Float, nullable=False),  # by the scheduler's clock
 )

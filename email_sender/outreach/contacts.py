@@ -2,8 +2,8 @@
 
 A status change and its history row are written in one transaction, with the contact's row
 locked (PostgreSQL), so two changes at once cannot both pass the lifecycle check against the
-same old status. Each history row says what made the move (``user``, ``import``, and later
-``reply``, ``bounce``, ``unsubscribe``), who, and why.
+same old status. Each history row says what made the move (``user``, ``import``, ``sequence``,
+``reply``, ``bounce``, ``complaint``, ``unsubscribe``), who, and why.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from email_sender.db.cursors import decode_cursor, encode_cursor
 from email_sender.db.engine import Database
-from email_sender.db.schema import contact_history, contacts
+from email_sender.db.schema import contact_history, contacts, enrolments
 from email_sender.errors import Conflict, DuplicateKey, NotFound
 from email_sender.outreach.fields import ContactFields, NewContact
 from email_sender.outreach.lifecycle import Lifecycle
 
-SOURCES = ("user", "import", "reply", "bounce", "unsubscribe")
+SOURCES = ("user", "import", "sequence", "reply", "bounce", "complaint", "unsubscribe")
 
 
 @dataclass(frozen=True)
@@ -197,13 +197,16 @@ class ContactStore:
         return await self.get(contact_id)
 
     async def delete(self, contact_id: str) -> None:
-        """Remove a contact and its history."""
+        """Remove a contact, its history and its enrolments."""
         async with self.db.transaction() as connection:
             result = await connection.execute(delete(contacts).where(contacts.c.id == contact_id))
             if not result.rowcount:
                 raise NotFound(f"no contact with id {contact_id}", id=contact_id)
             await connection.execute(
                 delete(contact_history).where(contact_history.c.contact_id == contact_id)
+            )
+            await connection.execute(
+                delete(enrolments).where(enrolments.c.contact_id == contact_id)
             )
 
     async def history(self, contact_id: str) -> list[dict[str, Any]]:
@@ -216,6 +219,19 @@ class ContactStore:
                 .order_by(contact_history.c.id)
             )
             return [dict(row._mapping) for row in rows]
+
+    async def last_set_by(self, contact_id: str, source: str) -> str | None:
+        """The status the latest move made by ``source`` (say ``user``) went to, or None."""
+        async with self.db.connect() as connection:
+            return (
+                await connection.execute(
+                    select(contact_history.c.to_status)
+                    .where(contact_history.c.contact_id == contact_id,
+                           contact_history.c.source == source)
+                    .order_by(contact_history.c.id.desc())
+                    .limit(1)
+                )
+            ).scalar()
 
     async def existing(self, emails: list[str]) -> set[str]:
         """Which of these (normalised) addresses are contacts already."""

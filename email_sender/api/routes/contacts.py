@@ -1,4 +1,5 @@
-"""Contacts: create, list, read, change (status through the lifecycle), delete, history, import."""
+"""Contacts: create, list, read, change (status through the lifecycle), delete or erase, history,
+import."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from email_sender.api.errors import error_response
 from email_sender.api.views import contact_view, iso
 from email_sender.db import audit
 from email_sender.outreach.contacts import Change
+from email_sender.outreach.erasure import erase_contact
 from email_sender.outreach.fields import ContactFields, NewContact
 from email_sender.outreach.importer import Format, import_contacts
 
@@ -128,11 +130,26 @@ async def change_contact(
     return contact_view(row)
 
 
-@router.delete("/{contact_id}", status_code=204)
+@router.delete(
+    "/{contact_id}",
+    status_code=204,
+    responses={200: {"description": "erase=true: what was erased, counted"}},
+)
 async def delete_contact(
-    contact_id: str, request: Request, service: ServiceDep, principal: SendScope
+    contact_id: str,
+    request: Request,
+    service: ServiceDep,
+    principal: SendScope,
+    erase: Annotated[bool, Query(description="also erase its mail and vectors, and "
+                                             "suppress the address (right to erasure)")] = False,
 ) -> Response:
-    """Remove a contact and its history."""
+    """Remove a contact and its history; with erase=true, everything kept about it."""
+    if erase:
+        report = await erase_contact(
+            service.db, service.get("qdrant_manager"), service.settings.collections.emails,
+            contact_id, actor=principal.name, client_ip=client_ip(request),
+        )
+        return JSONResponse(report.as_dict())
     await service.contacts.delete(contact_id)
     await audit.record(
         service.db, actor=principal.name, action="contact_deleted", target=contact_id,
