@@ -10,11 +10,13 @@ Redis or database comes up after it started heals by itself. Every step of a sto
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from email_sender import __version__, metrics
@@ -29,7 +31,10 @@ from email_sender.managers import Manager, Registry, State, run_bounded
 from email_sender.modes import ModeStore
 from email_sender.outreach.contacts import ContactStore
 from email_sender.outreach.lifecycle import Lifecycle
+from email_sender.outreach.scheduler import Scheduler
 from email_sender.outreach.segments import SegmentStore
+from email_sender.outreach.sequences import SequenceStore
+from email_sender.outreach.unsubscribe import list_unsubscribe_headers
 from email_sender.settings import Settings
 
 if TYPE_CHECKING:
@@ -80,6 +85,15 @@ class Service:
         self.contacts = ContactStore(self.db, Lifecycle(settings.outreach.lifecycle))
         self.segments = SegmentStore(self.db, self.contacts.lifecycle)
         self.intake = Intake(self.outbox, self.bus, settings.mail)
+        self.sequences = SequenceStore(
+            self.db, self.contacts.lifecycle, self.suppressions,
+            contacted=settings.outreach.contacted_status,
+        )
+        # Every node can preview; the outreach_scheduler manager ticks it where delivery runs.
+        self.scheduler = Scheduler(
+            self.db, self.intake, self.contacts, self.suppressions, settings.outreach,
+            unsubscribe=_unsubscribe_headers(settings),
+        )
         # Set by build_service when the role searches (the API mounts the search routes then).
         self.search = None
         # Set by build_service: where received mail is stored (every API can take it).
@@ -321,6 +335,8 @@ def build_service(settings: Settings, *, role: str | None = None) -> Service:
     service.add(WebhookDispatcher(settings.webhooks, service.db, service.bus))
     if service.role in ("all", "delivery"):
         _add_delivery(service)
+        if settings.outreach.scheduling:
+            _add_outreach(service)
     if service.role in ("all", "api", "vectors"):
         from email_sender.vectors.wiring import add_vectors
 
@@ -331,6 +347,29 @@ def build_service(settings: Settings, *, role: str | None = None) -> Service:
     # Classifying and indexing what comes in needs the vector managers.
     add_inbound(service, with_manager=service.role in ("all", "vectors"))
     return service
+
+
+def _unsubscribe_headers(settings: Settings) -> Callable[[str], dict[str, str]] | None:
+    outreach = settings.outreach
+    if not outreach.unsubscribe_url or outreach.unsubscribe_secret is None:
+        return None
+    return functools.partial(
+        list_unsubscribe_headers,
+        base_url=outreach.unsubscribe_url,
+        secret=outreach.unsubscribe_secret.get_secret_value().encode(),
+    )
+
+
+def _add_outreach(service: Service) -> None:
+    from email_sender.db.leases import Leases
+    from email_sender.outreach.manager import OutreachScheduler
+
+    service.add(
+        OutreachScheduler(
+            service.scheduler, Leases(service.db), owner=service.node_id,
+            tick=service.settings.outreach.tick,
+        )
+    )
 
 
 def _add_delivery(service: Service) -> None:

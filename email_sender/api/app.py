@@ -25,6 +25,7 @@ from email_sender.api.routes import (
     managers,
     search,
     segments,
+    sequences,
     sink,
     suppressions,
     unsubscribe,
@@ -47,6 +48,7 @@ ROUTERS = [
     webhooks.router,
     contacts.router,
     segments.router,
+    sequences.router,
     unsubscribe.router,
 ]
 # Mounted when the node searches (``service.search`` set): its role runs the vector managers.

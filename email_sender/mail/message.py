@@ -244,6 +244,11 @@ def _normalise_address(value: str, field_path: str, *, display_name: bool) -> st
     return str(Address(display_name=name, username=local, domain=domain))
 
 
+def normalise_address(value: str, field_path: str) -> str:
+    """``Name <addr>`` (or ``addr``) checked and normalised; ValidationError naming the field."""
+    return _normalise_address(value, field_path, display_name=True)
+
+
 def _address_list(values: list[str], name: str) -> list[str]:
     return [
         _normalise_address(value, f"{name}[{index}]", display_name=True)

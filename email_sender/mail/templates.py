@@ -117,6 +117,13 @@ class TemplateRenderer:
             subject=rendered.get("subject"), text=rendered.get("text"), html=rendered.get("html")
         )
 
+    def names(self, template: TemplateIn) -> dict[Part, frozenset[str]]:
+        """The top-level variables each part reads; ValidationError if a part does not compile."""
+        return {
+            part: self._compile(part, source).wanted
+            for part, source in template.parts().items()
+        }
+
     def _render_part(
         self, part: Part, source: str, variables: Mapping[str, Any], budget: Budget
     ) -> str:

@@ -3,8 +3,9 @@
 A token is the address and an HMAC-SHA256 of it under ``outreach.unsubscribe_secret``, both
 base64url: it cannot be made without the secret, nor moved to another address. Unsubscribing
 suppresses the address (no mail goes to it again), moves its contact to ``unsubscribed`` with
-the history saying so, is audited and published as ``contact.unsubscribed``. It is idempotent:
-a second POST of the same link (mail clients retry) changes nothing more.
+the history saying so, ends its open enrolments, is audited and published as
+``contact.unsubscribed``. It is idempotent: a second POST of the same link (mail clients retry)
+changes nothing more.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ import binascii
 import hashlib
 import hmac
 import logging
+import time
+
+from sqlalchemy import update
 
 from email_sender.db import audit
 from email_sender.db.engine import Database
+from email_sender.db.schema import enrolments
 from email_sender.errors import NotFound, ValidationError
 from email_sender.events import EventBus
 from email_sender.mail.suppression import SuppressionList
 from email_sender.outreach.contacts import Change, ContactStore
 from email_sender.outreach.fields import ContactFields
+from email_sender.outreach.sequences import OPEN
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +97,7 @@ class Unsubscriber:
             address, reason="unsubscribe", detail="one-click unsubscribe link"
         )
         moved = await self._move_contact(address)
+        await self._end_enrolments(address)
         if created or moved:
             await audit.record(
                 self.db, actor="unsubscribe-link", action="unsubscribed", target=address,
@@ -99,6 +106,18 @@ class Unsubscriber:
             await self.bus.publish("contact.unsubscribed", address=address)
             logger.info("contact_unsubscribed", extra={"address": address})
         return created or moved
+
+    async def _end_enrolments(self, address: str) -> None:
+        contact = await self.contacts.find(address)
+        if contact is None:
+            return
+        async with self.db.transaction() as connection:
+            await connection.execute(
+                update(enrolments)
+                .where(enrolments.c.contact_id == contact["id"],
+                       enrolments.c.status.in_(OPEN))
+                .values(status=UNSUBSCRIBED, reason="unsubscribe link", updated_at=time.time())
+            )
 
     async def _move_contact(self, address: str) -> bool:
         contact = await self.contacts.find(address)

@@ -1,0 +1,387 @@
+"""The outreach scheduler: each tick, act on the answers, then send the steps the rules allow.
+
+A tick reads its time from an injectable clock (tests run weeks of a sequence in seconds), loads
+the enrolments that are due, ends or skips those that must not be written to any more, asks the
+:class:`~email_sender.outreach.planner.Planner` which may go now, and sends those through the
+intake like any other email.
+
+Nothing is sent twice: the email's idempotency key is its enrolment and step, so the outbox keeps
+one email for it however often a send is tried, and the send log has one row per enrolment and
+step. Only one node schedules at a time (see :mod:`email_sender.outreach.manager`), which is
+what makes the caps hold across nodes; the two guarantees above hold even without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from email_sender.db.engine import Database
+from email_sender.db.schema import (
+    contacts,
+    enrolments,
+    outreach_senders,
+    outreach_sends,
+    sequence_steps,
+    sequences,
+)
+from email_sender.errors import Conflict, DuplicateKey, NotFound, ValidationError
+from email_sender.mail.intake import Intake
+from email_sender.mail.message import address_of
+from email_sender.mail.outbox import Accepted
+from email_sender.mail.suppression import SuppressionList
+from email_sender.outreach.compose import compose
+from email_sender.outreach.contacts import Change, ContactStore
+from email_sender.outreach.fields import ContactFields
+from email_sender.outreach.planner import Counters, Due, Planned, Planner
+from email_sender.outreach.reactions import Reactions
+from email_sender.outreach.rules import Rules
+from email_sender.outreach.sequences import OPEN, writable
+from email_sender.settings import OutreachSettings
+
+logger = logging.getLogger(__name__)
+
+BATCH = 1000
+
+
+@dataclass
+class TickReport:
+    at: float
+    sent: int = 0
+    reacted: int = 0
+    ended: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: Database,
+        intake: Intake,
+        contacts: ContactStore,
+        suppressions: SuppressionList,
+        settings: OutreachSettings,
+        *,
+        unsubscribe: Callable[[str], dict[str, str]] | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        batch: int = BATCH,
+    ) -> None:
+        self.db = db
+        self.intake = intake
+        self.contacts = contacts
+        self.suppressions = suppressions
+        self.settings = settings
+        self.unsubscribe = unsubscribe
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.batch = batch
+        self.rules = Rules.from_settings(settings)
+        self.writes_to = writable(contacts.lifecycle, settings.contacted_status)
+        self.reactions = Reactions(db, contacts, settings, self.rules, wall_clock=time.time)
+
+    def gap(self) -> float:
+        return self.rng.uniform(self.rules.gap_min, self.rules.gap_max)
+
+    def mean_gap(self) -> float:
+        return (self.rules.gap_min + self.rules.gap_max) / 2
+
+    async def tick(self) -> TickReport:
+        now = self.clock()
+        report = TickReport(at=now)
+        report.reacted = await self.reactions.run(now)
+        rows = await self.due(now)
+        if not rows:
+            return report
+        steps = await self.steps({row["sequence_id"] for row in rows})
+        suppressed = await self.suppressions.among(row["email"] for row in rows)
+        ready: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            verdict = self._verdict(row, steps[row["sequence_id"]], suppressed)
+            if verdict is None:
+                ready[row["id"]] = row
+            elif verdict == "skip":
+                await self._skip(row, steps[row["sequence_id"]], now)
+                report.skipped += 1
+            else:
+                status, reason = verdict.split(":", 1)
+                await self._end(row["id"], status, reason, now)
+                report.ended += 1
+        items = [self.due_item(row) for row in ready.values()]
+        counters = await self.counters(now, items)
+        plan = Planner(self.rules, self.gap).plan(items, counters, start=now, until=now)
+        await self._defer(plan.deferred, now)
+        report.deferred = len(plan.deferred)
+        for planned in plan.sends:
+            row = ready[planned.enrolment_id]
+            step = steps[row["sequence_id"]][planned.step]
+            outcome = await self._send(row, step, steps[row["sequence_id"]], planned,
+                                       plan.sender_free[planned.sender])
+            if outcome == "sent":
+                report.sent += 1
+            elif outcome == "failed":
+                report.failed += 1
+        if report.sent or report.ended or report.failed:
+            logger.info("outreach_tick", extra=vars(report))
+        return report
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def due(self, now: float, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Open enrolments of active sequences whose next step may go at ``now``."""
+        query = (
+            select(
+                enrolments, sequences.c.sender, sequences.c.name.label("sequence_name"),
+                contacts.c.email, contacts.c.name, contacts.c.organisation, contacts.c.city,
+                contacts.c.region, contacts.c.country, contacts.c.timezone, contacts.c.language,
+                contacts.c.tags, contacts.c.attributes, contacts.c.status.label("contact_status"),
+            )
+            .join(sequences, sequences.c.id == enrolments.c.sequence_id)
+            .join(contacts, contacts.c.id == enrolments.c.contact_id)
+            .where(
+                enrolments.c.status.in_(OPEN),
+                enrolments.c.next_at <= now,
+                sequences.c.status == "active",
+            )
+            .order_by(enrolments.c.next_at, enrolments.c.id)
+            .limit(limit or self.batch)
+        )
+        async with self.db.connect() as connection:
+            return [dict(row._mapping) for row in await connection.execute(query)]
+
+    async def steps(self, sequence_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        if not sequence_ids:
+            return found
+        async with self.db.connect() as connection:
+            rows = await connection.execute(
+                select(sequence_steps)
+                .where(sequence_steps.c.sequence_id.in_(sequence_ids))
+                .order_by(sequence_steps.c.sequence_id, sequence_steps.c.position)
+            )
+            for row in rows:
+                found[row.sequence_id].append(dict(row._mapping))
+        return found
+
+    def due_item(self, row: dict[str, Any], then: tuple[float, ...] = ()) -> Due:
+        return Due(
+            enrolment_id=row["id"],
+            sender=address_of(row["sender"]).lower(),
+            domain=row["email"].rpartition("@")[2].lower(),
+            tz=self.rules.contact_zone(row["timezone"]),
+            at=row["next_at"],
+            step=row["next_step"],
+            then=then,
+        )
+
+    async def counters(self, now: float, items: list[Due]) -> Counters:
+        """What the send log says about the senders and domains of ``items`` at ``now``."""
+        counters = Counters()
+        if not items:
+            return counters
+        calendar = self.rules.calendar
+        day, day_end = calendar.day(now)
+        hour, hour_end = calendar.hour(now)
+        day_start = calendar.day_start(now)
+        senders = sorted({item.sender for item in items})
+        domains = sorted({item.domain for item in items})
+        async with self.db.connect() as connection:
+            for chunk in _chunks(senders):
+                rows = await connection.execute(
+                    select(outreach_sends.c.sender, func.count())
+                    .where(outreach_sends.c.sender.in_(chunk),
+                           outreach_sends.c.sent_at >= day_start,
+                           outreach_sends.c.sent_at < day_end)
+                    .group_by(outreach_sends.c.sender)
+                )
+                for sender, count in rows:
+                    counters.sender_day[sender, day] = count
+                for row in await connection.execute(
+                    select(outreach_senders).where(outreach_senders.c.sender.in_(chunk))
+                ):
+                    counters.sender_free[row.sender] = row.next_send_at
+                    counters.sender_first_day[row.sender] = calendar.day(row.first_send_at)[0]
+            for chunk in _chunks(domains):
+                for key, start, end, into in (
+                    (day, day_start, day_end, counters.domain_day),
+                    (hour, hour_end - 3600.0, hour_end, counters.domain_hour),
+                ):
+                    rows = await connection.execute(
+                        select(outreach_sends.c.domain, func.count())
+                        .where(outreach_sends.c.domain.in_(chunk),
+                               outreach_sends.c.sent_at >= start,
+                               outreach_sends.c.sent_at < end)
+                        .group_by(outreach_sends.c.domain)
+                    )
+                    for domain, count in rows:
+                        into[domain, key] = count
+        return counters
+
+    # --- deciding ----------------------------------------------------------------------------
+
+    def _verdict(
+        self, row: dict[str, Any], steps: list[dict[str, Any]], suppressed: set[str]
+    ) -> str | None:
+        """None to plan the row's step; ``skip`` when its conditions do not hold; else
+        ``status:reason`` to end the enrolment."""
+        status = row["contact_status"]
+        if status not in self.writes_to:
+            ended = status if status in ("unsubscribed", "bounced") else "stopped"
+            return f"{ended}:the contact is {status}"
+        if row["email"] in suppressed:
+            return "stopped:the address is suppressed"
+        if row["next_step"] >= len(steps):
+            return "completed:every step was sent"
+        wanted = steps[row["next_step"]]["conditions"].get("statuses")
+        if wanted and status not in wanted:
+            return "skip"
+        return None
+
+    # --- writing -----------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        row: dict[str, Any],
+        step: dict[str, Any],
+        steps: list[dict[str, Any]],
+        planned: Planned,
+        sender_free: float,
+    ) -> str:
+        contact = {**row, "id": row["contact_id"], "status": row["contact_status"]}
+        sequence = {"id": row["sequence_id"], "sender": row["sender"]}
+        try:
+            email = compose(sequence=sequence, step=step, enrolment=row, contact=contact,
+                            unsubscribe=self.unsubscribe)
+            accepted = await self.intake.accept(email)
+        except ValidationError as exc:
+            await self._end(row["id"], "failed", f"step {step['position']}: {exc.message}",
+                            planned.at)
+            return "failed"
+        except Conflict as exc:
+            # The step's email exists already, made from other data (the contact was edited
+            # between two tries): that email is the step's, and none other is made.
+            if "email_id" not in exc.details:
+                raise
+            existing = await self.intake.outbox.get(exc.details["email_id"])
+            accepted = Accepted(existing["id"], existing["message_id"], existing["status"],
+                                created=False)
+        now = planned.at
+        position = step["position"]
+        following = position + 1
+        values: dict[str, Any] = {"next_step": following, "updated_at": now, "reason": None}
+        if following < len(steps):
+            values |= {
+                "status": "active",
+                "next_at": now + max(steps[following]["delay"], self.rules.contact_gap),
+            }
+        else:
+            values |= {"status": "completed", "reason": "every step was sent"}
+        if row["thread_message_id"] is None:
+            values |= {
+                "thread_message_id": accepted.message_id,
+                "thread_subject": await self._subject(accepted.id),
+            }
+        try:
+            async with self.db.transaction() as connection:
+                await connection.execute(
+                    insert(outreach_sends).values(
+                        enrolment_id=row["id"], sequence_id=row["sequence_id"], step=position,
+                        contact_id=row["contact_id"], sender=planned.sender,
+                        domain=planned.domain, email_id=accepted.id, sent_at=now,
+                    )
+                )
+                await connection.execute(
+                    update(enrolments)
+                    .where(enrolments.c.id == row["id"], enrolments.c.status.in_(OPEN))
+                    .values(**values)
+                )
+                await connection.execute(self._sender_upsert(planned.sender, sender_free, now))
+                await connection.execute(
+                    update(contacts).where(contacts.c.id == row["contact_id"])
+                    .values(last_contacted_at=now)
+                )
+        except DuplicateKey:
+            return "duplicate"  # another scheduler recorded this step: its email is the one
+        await self._mark_contacted(row)
+        return "sent"
+
+    def _sender_upsert(self, sender: str, free: float, now: float) -> Any:
+        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
+        statement = dialect.insert(outreach_senders).values(
+            sender=sender, next_send_at=free, first_send_at=now
+        )
+        return statement.on_conflict_do_update(
+            index_elements=["sender"], set_={"next_send_at": free}
+        )
+
+    async def _subject(self, email_id: str) -> str:
+        try:
+            return str((await self.intake.outbox.get(email_id))["subject"])
+        except NotFound:
+            return ""
+
+    async def _mark_contacted(self, row: dict[str, Any]) -> None:
+        target = self.settings.contacted_status
+        if target is None or row["contact_status"] != self.contacts.lifecycle.initial:
+            return
+        try:
+            await self.contacts.update(
+                row["contact_id"], ContactFields(),
+                Change("sequence", row["sequence_name"], f"step {row['next_step']} sent"),
+                status=target,
+            )
+        except (ValidationError, NotFound) as exc:
+            logger.info("contacted_status_refused", extra={"contact_id": row["contact_id"],
+                                                           "error": str(exc)})
+
+    async def _skip(self, row: dict[str, Any], steps: list[dict[str, Any]], now: float) -> None:
+        following = row["next_step"] + 1
+        values: dict[str, Any] = {"next_step": following, "updated_at": now}
+        if following < len(steps):
+            values["next_at"] = now + steps[following]["delay"]
+        else:
+            values |= {"status": "completed", "reason": "the last steps' conditions did not hold"}
+        async with self.db.transaction() as connection:
+            await connection.execute(
+                update(enrolments)
+                .where(enrolments.c.id == row["id"],
+                       enrolments.c.next_step == row["next_step"])
+                .values(**values)
+            )
+
+    async def _end(self, enrolment_id: str, status: str, reason: str, now: float) -> None:
+        async with self.db.transaction() as connection:
+            await connection.execute(
+                update(enrolments)
+                .where(enrolments.c.id == enrolment_id, enrolments.c.status.in_(OPEN))
+                .values(status=status, reason=reason, updated_at=now)
+            )
+
+    async def _defer(self, deferred: dict[str, float], now: float) -> None:
+        if not deferred:
+            return
+        statement = (
+            update(enrolments)
+            # Not IN (...): an expanding list cannot be part of an executemany.
+            .where(enrolments.c.id == bindparam("b_id"),
+                   or_(*(enrolments.c.status == status for status in OPEN)))
+            .values(next_at=bindparam("b_at"), updated_at=now)
+        )
+        async with self.db.transaction() as connection:
+            await connection.execute(
+                statement, [{"b_id": key, "b_at": at} for key, at in deferred.items()]
+            )
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
