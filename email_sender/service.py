@@ -34,7 +34,7 @@ from email_sender.outreach.lifecycle import Lifecycle
 from email_sender.outreach.scheduler import Scheduler
 from email_sender.outreach.segments import SegmentStore
 from email_sender.outreach.sequences import SequenceStore
-from email_sender.outreach.unsubscribe import list_unsubscribe_headers
+from email_sender.outreach.unsubscribe import Unsubscriber, list_unsubscribe_headers
 from email_sender.settings import Settings
 
 if TYPE_CHECKING:
@@ -88,6 +88,12 @@ class Service:
         self.sequences = SequenceStore(
             self.db, self.contacts.lifecycle, self.suppressions,
             contacted=settings.outreach.contacted_status,
+        )
+        secret = settings.outreach.unsubscribe_secret
+        self.unsubscriber = (
+            Unsubscriber(self.db, self.suppressions, self.contacts, self.bus,
+                         secret.get_secret_value().encode())
+            if secret is not None else None
         )
         # Every node can preview; the outreach_scheduler manager ticks it where delivery runs.
         self.scheduler = Scheduler(
@@ -357,6 +363,8 @@ def _unsubscribe_headers(settings: Settings) -> Callable[[str], dict[str, str]] 
         list_unsubscribe_headers,
         base_url=outreach.unsubscribe_url,
         secret=outreach.unsubscribe_secret.get_secret_value().encode(),
+        # Where mail comes back to us, a mail client may also unsubscribe by writing.
+        mailto_domain=settings.inbound.verp_domain,
     )
 
 

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 CONCURRENT_READS = 2
 # Column widths (db/schema.py): longer values from the wild are cut, the raw source keeps them.
 MAX_ID_CHARS = 998
+# The local part List-Unsubscribe's mailto writes to, at inbound.verp_domain.
+UNSUBSCRIBE_LOCAL = "unsubscribe"
 MAX_ADDRESS_CHARS = 320
 # Email statuses a bounce or a reply may move on from (never a queued or cancelled one).
 AFTER_SENDING = (Status.SENT.value, Status.REPLIED.value, Status.BOUNCED.value)
@@ -114,6 +116,9 @@ class Receiver:
         self.linker = Linker(self.sent, verp_domain=settings.verp_domain, verp_secret=secret)
         # Called with each newly stored row (the manager classifies and indexes it).
         self.listeners: list[Stored] = []
+        # Called with the subject and sender of a mail to unsubscribe@<verp_domain> (the mailto
+        # of List-Unsubscribe); set where unsubscribe links are configured.
+        self.unsubscribe: Callable[[str, str | None], Awaitable[bool]] | None = None
         self.counters: dict[str, int] = {"received": 0, "duplicates": 0, "refused": 0}
         # Messages read at once: a flood of big ones must leave the shared thread pool (IMAP,
         # classifier fitting) room to work.
@@ -149,6 +154,7 @@ class Receiver:
             # Acting again is harmless (each step is conditional) and finishes what a failure
             # after the insert left undone: the sender retried because we did not answer.
             await self._act(row, found)
+            await self._unsubscribe_if_asked(row, envelope, found)
             return Received(row["id"], False, row["kind"], row["email_id"])
         self.counters["received"] += 1
         metrics.inbound_messages.labels(envelope.via, kind).inc()
@@ -158,6 +164,7 @@ class Receiver:
                    "via": envelope.via, "thread_by": link.thread_by},
         )
         await self._act(row, found)
+        await self._unsubscribe_if_asked(row, envelope, found)
         await self.bus.publish(
             "inbound.received",
             inbound_id=row["id"], kind=kind, via=envelope.via, email_id=link.email_id,
@@ -166,6 +173,17 @@ class Receiver:
         for listener in self.listeners:
             await listener(row)
         return Received(row["id"], True, kind, link.email_id)
+
+    async def _unsubscribe_if_asked(
+        self, row: dict[str, Any], envelope: Envelope, found: Understood
+    ) -> None:
+        domain = self.settings.verp_domain
+        if self.unsubscribe is None or not domain:
+            return
+        wanted = f"{UNSUBSCRIBE_LOCAL}@{domain}".lower()
+        addressed = [*envelope.rcpt_to, *found.parsed.to_addrs]
+        if any(address.strip().lower() == wanted for address in addressed):
+            await self.unsubscribe(row["subject"], row["from_addr"])
 
     def _row(
         self, envelope: Envelope, found: Understood, link: Link, kind: str

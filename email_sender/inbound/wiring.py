@@ -20,6 +20,9 @@ def add_inbound(service: Service, *, with_manager: bool) -> None:
         bus=service.bus,
     )
     service.inbound = receiver
+    if service.unsubscriber is not None:
+        # Mail to unsubscribe@<verp_domain>, the mailto of List-Unsubscribe, unsubscribes.
+        receiver.unsubscribe = service.unsubscriber.by_mail
     if not with_manager:
         return
     from email_sender.classify import ReplyClassifier, shipped_examples

@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import time
 
 from sqlalchemy import update
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 # Bytes of the HMAC kept in a token: 128 bits, short enough for a header line.
 MAC_BYTES = 16
 UNSUBSCRIBED = "unsubscribed"
+# Where a mail client's "unsubscribe" button writes to when the link is a mailto.
+MAILTO_LOCAL = "unsubscribe"
+MAX_HEADER_CHARS = 900
+_SUBJECT_TOKEN = re.compile(r"\bunsubscribe\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)", re.IGNORECASE)
 
 
 def _b64(data: bytes) -> str:
@@ -67,10 +72,27 @@ def address_from_token(token: str, secret: bytes) -> str:
     return address
 
 
-def list_unsubscribe_headers(address: str, *, base_url: str, secret: bytes) -> dict[str, str]:
-    """The headers an outreach email carries for its recipient (RFC 2369, RFC 8058)."""
-    url = base_url.rstrip("/") + "/" + make_token(address, secret)
-    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+def list_unsubscribe_headers(
+    address: str, *, base_url: str, secret: bytes, mailto_domain: str | None = None
+) -> dict[str, str]:
+    """The headers an outreach email carries for its recipient (RFC 2369, RFC 8058): the
+    one-click link and, when mail comes back to ``mailto_domain``, an address to write to."""
+    token = make_token(address, secret)
+    links = [f"<{base_url.rstrip('/')}/{token}>"]
+    if mailto_domain:
+        mailto = f"<mailto:{MAILTO_LOCAL}@{mailto_domain}?subject=unsubscribe%20{token}>"
+        if len(links[0]) + len(mailto) + 2 <= MAX_HEADER_CHARS:  # else the link alone
+            links.append(mailto)
+    return {
+        "List-Unsubscribe": ", ".join(links),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def token_in(subject: str) -> str | None:
+    """The token of an unsubscribe request's subject ("unsubscribe <token>"), or None."""
+    match = _SUBJECT_TOKEN.search(subject)
+    return match.group(1) if match else None
 
 
 class Unsubscriber:
@@ -91,21 +113,36 @@ class Unsubscriber:
     async def is_unsubscribed(self, address: str) -> bool:
         return bool(await self.suppressions.among([address]))
 
-    async def unsubscribe(self, address: str, *, client_ip: str | None) -> bool:
+    async def unsubscribe(
+        self, address: str, *, client_ip: str | None, how: str = "one-click unsubscribe link"
+    ) -> bool:
         """Suppress the address and move its contact; False when it was done before."""
-        created = await self.suppressions.add(
-            address, reason="unsubscribe", detail="one-click unsubscribe link"
-        )
-        moved = await self._move_contact(address)
+        created = await self.suppressions.add(address, reason="unsubscribe", detail=how)
+        moved = await self._move_contact(address, how)
         await self._end_enrolments(address)
         if created or moved:
             await audit.record(
                 self.db, actor="unsubscribe-link", action="unsubscribed", target=address,
-                client_ip=client_ip,
+                details={"how": how}, client_ip=client_ip,
             )
             await self.bus.publish("contact.unsubscribed", address=address)
             logger.info("contact_unsubscribed", extra={"address": address})
         return created or moved
+
+    async def by_mail(self, subject: str, sender: str | None) -> bool:
+        """Act on a mail to the unsubscribe address; False when its subject holds no token this
+        service signed. The token decides the address, not the sender, who may write from
+        another address or be forged."""
+        token = token_in(subject)
+        if token is None:
+            return False
+        try:
+            address = address_from_token(token, self.secret)
+        except NotFound:
+            logger.warning("unsubscribe_mail_refused", extra={"sender": sender})
+            return False
+        await self.unsubscribe(address, client_ip=None, how="unsubscribe mail")
+        return True
 
     async def _end_enrolments(self, address: str) -> None:
         contact = await self.contacts.find(address)
@@ -116,16 +153,16 @@ class Unsubscriber:
                 update(enrolments)
                 .where(enrolments.c.contact_id == contact["id"],
                        enrolments.c.status.in_(OPEN))
-                .values(status=UNSUBSCRIBED, reason="unsubscribe link", updated_at=time.time())
+                .values(status=UNSUBSCRIBED, reason="unsubscribed", updated_at=time.time())
             )
 
-    async def _move_contact(self, address: str) -> bool:
+    async def _move_contact(self, address: str, how: str) -> bool:
         contact = await self.contacts.find(address)
         if contact is None or contact["status"] == UNSUBSCRIBED:
             return False
         try:
             await self.contacts.update(
-                contact["id"], ContactFields(), Change("unsubscribe", None, "one-click link"),
+                contact["id"], ContactFields(), Change("unsubscribe", None, how),
                 status=UNSUBSCRIBED,
             )
         except ValidationError as exc:

@@ -29,13 +29,9 @@ background:#1d4ed8;color:#fff;cursor:pointer}}button:focus{{outline:3px solid #9
 
 
 def _unsubscriber(service: Service) -> Unsubscriber:
-    secret = service.settings.outreach.unsubscribe_secret
-    if secret is None:
+    if service.unsubscriber is None:
         raise NotFound("unsubscribe links are not configured on this service")
-    return Unsubscriber(
-        service.db, service.suppressions, service.contacts, service.bus,
-        secret.get_secret_value().encode(),
-    )
+    return service.unsubscriber
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:

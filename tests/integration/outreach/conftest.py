@@ -20,6 +20,7 @@ from email_sender.service import Service, build_service
 from tests.conftest import asgi_client, make_settings, wait_for
 
 SENDER = "Tournée Booking <booking@tour.example>"
+VERP_DOMAIN = "retours.tour.example"
 SECRET = "an-unsubscribe-secret-for-tests"
 # Monday 7 December 2026, 07:00 UTC: 08:00 in Paris, 02:00 in New York, 16:00 in Tokyo.
 MONDAY = datetime(2026, 12, 7, 7, 0, tzinfo=UTC).timestamp()
@@ -48,7 +49,9 @@ async def outreach_node(tmp_path: Path, database_url: str) -> AsyncIterator[Serv
     )
     settings.inbound.smtp.enabled = True
     settings.inbound.smtp.port = 0
-    settings.inbound.smtp.domains = ["tour.example"]
+    settings.inbound.smtp.domains = ["tour.example", VERP_DOMAIN]
+    settings.inbound.verp_secret = "a-verp-secret-for-tests"  # type: ignore[assignment]
+    settings.inbound.verp_domain = VERP_DOMAIN
     service = build_service(settings)
     async with service:
         yield service

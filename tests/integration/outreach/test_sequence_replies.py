@@ -17,6 +17,7 @@ from email_sender.service import Service
 from tests.conftest import wait_for
 from tests.integration.outreach.conftest import (
     MONDAY,
+    VERP_DOMAIN,
     create_contacts,
     create_sequence,
     sink_messages,
@@ -38,9 +39,13 @@ PEOPLE = [
 
 
 async def to_listener(service: Service, raw: bytes, *, sender: str) -> None:
+    await to_listener_at(service, raw, sender, "booking@tour.example")
+
+
+async def to_listener_at(service: Service, raw: bytes, sender: str, recipient: str) -> None:
     port = service.get("inbound").listener.port
     async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10) as smtp:
-        await smtp.sendmail(sender, ["booking@tour.example"], raw)
+        await smtp.sendmail(sender, [recipient], raw)
 
 
 def answer(first: EmailMessage, text: str, **headers: str) -> bytes:
@@ -132,7 +137,7 @@ async def test_answers_stop_pause_and_end_enrolments_and_move_contacts(
         Auto_Submitted="auto-replied"), sender=bruno)
     await to_listener(service, hard_bounce(first[chloe]), sender="")
     # Emma unsubscribes with the link of her email (RFC 8058 one-click).
-    link = str(first[emma]["List-Unsubscribe"]).strip("<>")
+    link = str(first[emma]["List-Unsubscribe"]).split(",")[0].strip(" <>")
     token = link.rpartition("/")[2]
     one_click = await api.post(f"/u/{token}", content=b"List-Unsubscribe=One-Click",
                                headers={"Content-Type": "application/x-www-form-urlencoded"})
@@ -208,3 +213,46 @@ async def test_answers_stop_pause_and_end_enrolments_and_move_contacts(
     assert stats["steps"][0]["replied"] == {"interested": 2, "confirmed": 1}
     assert stats["steps"][0]["out_of_office"] == 1 and stats["steps"][0]["bounced"] == 1
     assert stats["median_reply_seconds"] == 60.0
+
+
+async def test_writing_to_the_mailto_of_list_unsubscribe_unsubscribes(
+    outreach_node: Service, api: httpx.AsyncClient
+) -> None:
+    service = outreach_node
+    clock = use_clock(service, MONDAY + 3 * 3600)
+    [person] = await create_contacts(api, PEOPLE[:1])
+    sequence = await create_sequence(api, name="Mailto", steps=STEPS)
+    await api.post(f"/api/v1/sequences/{sequence['id']}/enrol",
+                   json={"contact_ids": [person["id"]]})
+    assert await tick(service, clock, {}) == 1
+    [sent] = sink_messages(service)
+    https, mailto = (link.strip(" <>") for link in str(sent["List-Unsubscribe"]).split(","))
+    assert https.startswith("https://mail.tour.example/u/")
+    address, _, query = mailto.removeprefix("mailto:").partition("?subject=")
+    assert address == f"unsubscribe@{VERP_DOMAIN}"
+    subject = query.replace("%20", " ")
+
+    def request(subject: str) -> bytes:
+        mail = EmailMessage()
+        mail["From"] = "secretariat@alice-salle.example"  # the token decides, not the sender
+        mail["To"] = address
+        mail["Subject"] = subject
+        mail["Message-ID"] = make_msgid(domain="alice-salle.example")
+        mail.set_content("")
+        return mail.as_bytes()
+
+    forged = subject[:-4] + "AAAA"
+    await to_listener_at(service, request(forged), "secretariat@alice-salle.example", address)
+    await inbound_settled(api, 1)
+    assert (await api.get(f"/api/v1/contacts/{person['id']}")).json()["status"] == "contacted"
+
+    await to_listener_at(service, request(subject), "secretariat@alice-salle.example", address)
+    await inbound_settled(api, 2)
+    contact = (await api.get(f"/api/v1/contacts/{person['id']}")).json()
+    assert contact["status"] == "unsubscribed"
+    listed = (await api.get("/api/v1/suppressions")).json()["items"]
+    assert [(row["address"], row["reason"]) for row in listed] == [
+        (person["email"], "unsubscribe")]
+    [enrolment] = (await api.get(f"/api/v1/sequences/{sequence['id']}/enrolments")).json()[
+        "items"]
+    assert enrolment["status"] == "unsubscribed"
