@@ -85,20 +85,21 @@ class Service:
         self.contacts = ContactStore(self.db, Lifecycle(settings.outreach.lifecycle))
         self.segments = SegmentStore(self.db, self.contacts.lifecycle)
         self.intake = Intake(self.outbox, self.bus, settings.mail)
-        self.sequences = SequenceStore(
-            self.db, self.contacts.lifecycle, self.suppressions,
-            contacted=settings.outreach.contacted_status,
-        )
         secret = settings.outreach.unsubscribe_secret
         self.unsubscriber = (
             Unsubscriber(self.db, self.suppressions, self.contacts, self.bus,
                          secret.get_secret_value().encode())
             if secret is not None else None
         )
+        links = _unsubscribe_headers(settings)
+        self.sequences = SequenceStore(
+            self.db, self.contacts.lifecycle, self.suppressions,
+            contacted=settings.outreach.contacted_status, unsubscribe_links=links is not None,
+        )
         # Every node can preview; the outreach_scheduler manager ticks it where delivery runs.
         self.scheduler = Scheduler(
             self.db, self.intake, self.contacts, self.suppressions, settings.outreach,
-            unsubscribe=_unsubscribe_headers(settings),
+            unsubscribe=links,
         )
         # Set by build_service when the role searches (the API mounts the search routes then).
         self.search = None

@@ -82,6 +82,7 @@ class Reactions:
                 inbound_messages.c.details, inbound_messages.c.from_addr,
                 outreach_sends.c.enrolment_id, outreach_sends.c.step,
                 enrolments.c.status.label("enrolment_status"), enrolments.c.contact_id,
+                enrolments.c.next_at,
                 contacts.c.timezone, contacts.c.email.label("contact_email"),
                 emails.c.status.label("email_status"),
             )
@@ -113,7 +114,9 @@ class Reactions:
             else:
                 action, status = "reply", "replied"
         elif kind == "out_of_office":
-            action, status, until = "pause", "paused", self._return(message, now)
+            # Never sooner than the next step was due: a pause only ever delays.
+            until = max(self._return(message, now), message["next_at"])
+            action, status = "pause", "paused"
         elif kind == "bounce" and message["email_status"] == "bounced":
             action, status = "bounce", "bounced"
         elif kind == "complaint":

@@ -44,7 +44,7 @@ from email_sender.outreach.fields import ContactFields
 from email_sender.outreach.planner import Counters, Due, Planned, Planner
 from email_sender.outreach.reactions import Reactions
 from email_sender.outreach.rules import Rules
-from email_sender.outreach.sequences import OPEN, writable
+from email_sender.outreach.sequences import NO_LINKS, OPEN, writable
 from email_sender.settings import OutreachSettings
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,8 @@ class Scheduler:
         rows = await self.due(now)
         if not rows:
             return report
+        if self.unsubscribe is None:
+            raise Conflict(NO_LINKS)  # sequences made before the links were taken away
         steps = await self.steps({row["sequence_id"] for row in rows})
         suppressed = await self.suppressions.among(row["email"] for row in rows)
         ready: dict[str, dict[str, Any]] = {}

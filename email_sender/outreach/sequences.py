@@ -32,6 +32,10 @@ OPEN = ("active", "paused")
 STATUSES = (*OPEN, "replied", "completed", "bounced", "unsubscribed", "stopped", "cancelled",
             "failed")
 MAX_ENROL = 100_000
+NO_LINKS = (
+    "sequences need one-click unsubscribe links: set outreach.unsubscribe_url and "
+    "outreach.unsubscribe_secret"
+)
 
 
 def writable(lifecycle: Lifecycle, contacted: str | None) -> frozenset[str]:
@@ -43,15 +47,19 @@ def writable(lifecycle: Lifecycle, contacted: str | None) -> frozenset[str]:
 class SequenceStore:
     def __init__(
         self, db: Database, lifecycle: Lifecycle, suppressions: SuppressionList,
-        *, contacted: str | None,
+        *, contacted: str | None, unsubscribe_links: bool,
     ) -> None:
         self.db = db
+        # Every email of a sequence carries a one-click unsubscribe link: none, no sequence.
+        self.unsubscribe_links = unsubscribe_links
         self.lifecycle = lifecycle
         self.suppressions = suppressions
         self.writes_to = writable(lifecycle, contacted)
         self.renderer = TemplateRenderer()
 
     async def create(self, new: SequenceIn) -> dict[str, Any]:
+        if not self.unsubscribe_links:
+            raise Conflict(NO_LINKS)
         sender = check_sender(new.sender)
         check_steps(new.steps, self._statuses(), self.renderer)
         now = time.time()

@@ -10,7 +10,7 @@ import pytest
 
 from email_sender.service import Service, build_service
 from tests.conftest import asgi_client, make_settings, wait_for
-from tests.integration.outreach.conftest import SENDER
+from tests.integration.outreach.conftest import SECRET, SENDER
 
 ALWAYS = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
@@ -19,7 +19,9 @@ def node(tmp_path: Path, name: str, database_url: str) -> Service:
     settings = make_settings(
         tmp_path / name, database_url,
         **{"outreach.tick": 0.2, "outreach.windows": ALWAYS, "outreach.gap.min": 0.0,
-           "outreach.gap.max": 0.0, "outreach.gap.contact_min": 0.0},
+           "outreach.gap.max": 0.0, "outreach.gap.contact_min": 0.0,
+           "outreach.unsubscribe_secret": SECRET,
+           "outreach.unsubscribe_url": "https://mail.tour.example/u/"},
     )
     return build_service(settings)
 

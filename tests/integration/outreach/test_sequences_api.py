@@ -5,6 +5,7 @@ rendered for its contact, and two schedulers on one database never sending a ste
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 from email_sender.db.engine import Database
 from email_sender.db.schema import emails, enrolments, outreach_sends, sequence_steps, sequences
 from email_sender.outreach.scheduler import Scheduler
+from email_sender.outreach.unsubscribe import list_unsubscribe_headers
 from email_sender.service import Service
 from tests.conftest import wait_for
 from tests.integration.outreach.conftest import (
@@ -72,6 +74,18 @@ async def test_a_bad_sequence_is_refused_by_name_and_stores_nothing(
         assert answer.status_code == 422, (body, answer.text)
         assert named in answer.json()["error"]["message"], (body, answer.text)
     assert await counts(outreach_node) == before
+
+
+async def test_no_sequence_without_unsubscribe_links(
+    service: Service, client: httpx.AsyncClient
+) -> None:
+    """The plain node has no outreach.unsubscribe_url: a sequence could not carry the link."""
+    before = await counts(service)
+    answer = await client.post("/api/v1/sequences", json={"name": "x", "sender": SENDER,
+                                                          "steps": [FIRST]})
+    assert answer.status_code == 409, answer.text
+    assert "outreach.unsubscribe_url" in answer.json()["error"]["message"]
+    assert await counts(service) == before
 
 
 async def test_an_undefined_field_names_the_step_and_the_name(api: httpx.AsyncClient) -> None:
@@ -212,15 +226,17 @@ async def test_two_schedulers_on_one_database_never_send_a_step_twice(
     sequence = await create_sequence(api, name="Deux", steps=[FIRST, FOLLOW_UP])
     await api.post(f"/api/v1/sequences/{sequence['id']}/enrol",
                    json={"contact_ids": [person["id"] for person in people]})
-    # A second scheduler with its own connection pool, as another process would have. It is
-    # built without unsubscribe links, so the two would even make different emails of one step
-    # (as after a contact is edited between two tries): still one email per step.
+    # A second scheduler with its own connection pool, as another process would have. Its
+    # unsubscribe links differ, so the two even make different emails of one step (as after a
+    # contact is edited between two tries): still one email per step.
     other_db = Database(database_url, pool_size=5)
     await other_db.start()
     try:
         other_clock = Clock(clock.now)
+        links = functools.partial(list_unsubscribe_headers, secret=b"another secret",
+                                  base_url="https://other.tour.example/u/")
         other = Scheduler(other_db, service.intake, service.contacts, service.suppressions,
-                          outreach, clock=other_clock)
+                          outreach, clock=other_clock, unsubscribe=links)
         for moment in (clock.now, clock.now + 3 * 86400):
             clock.now = other_clock.now = moment
             for _ in range(3):
