@@ -83,7 +83,9 @@ async def test_restart_starts_a_failed_manager_and_what_it_blocked(
         async with node, asgi_client(node) as http:
             assert node.registry.status("event_bus").state == "failed"
             # The managers that need the bus wait for it and are restarted with it.
-            with_the_bus = ["event_bus", "webhooks", "email_sender", "inbound"]
+            with_the_bus = [
+                "event_bus", "webhooks", "email_sender", "outreach_scheduler", "inbound"
+            ]
             still_down = (await http.post("/api/v1/managers/discovery/restart")).json()
             assert still_down["restarted"] == with_the_bus
             assert still_down["still_failed"] == with_the_bus
