@@ -11,11 +11,11 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import Text, and_, func, insert, or_, select, update
+from sqlalchemy import Text, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from email_sender.db import audit
-from email_sender.db.cursors import decode_cursor, encode_cursor
+from email_sender.db.cursors import newest_first, page_of
 from email_sender.db.engine import Database
 from email_sender.db.schema import classifier_labels, inbound_messages
 from email_sender.errors import DuplicateKey, NotFound
@@ -141,27 +141,13 @@ class InboundStore:
             )
         if since is not None:
             query = query.where(inbound_messages.c.received_at >= since)
-        if cursor:
-            received_at, last_id = decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    inbound_messages.c.received_at < received_at,
-                    and_(
-                        inbound_messages.c.received_at == received_at,
-                        inbound_messages.c.id < last_id,
-                    ),
-                )
-            )
-        query = query.order_by(
-            inbound_messages.c.received_at.desc(), inbound_messages.c.id.desc()
-        ).limit(limit + 1)
+        query = newest_first(
+            query, inbound_messages.c.received_at, inbound_messages.c.id, cursor=cursor,
+            limit=limit,
+        )
         async with self.db.connect() as connection:
             rows = [dict(row._mapping) for row in await connection.execute(query)]
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1]["received_at"], rows[-1]["id"])
-        return rows, next_cursor
+        return page_of(rows, limit, "received_at")
 
     async def answering(self, email_id: str, *, limit: int = 500) -> list[dict[str, Any]]:
         """Every message linked to one email, oldest first."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Text, and_, bindparam, func, insert, or_, select, update
 
-from email_sender.db.cursors import decode_cursor, encode_cursor
+from email_sender.db.cursors import newest_first, page_of
 from email_sender.db.engine import Database
 from email_sender.db.schema import attempts, emails
 from email_sender.errors import Conflict, DuplicateKey, NotFound
@@ -272,22 +272,10 @@ class Outbox:
             query = query.where(emails.c.created_at >= since)
         if until is not None:
             query = query.where(emails.c.created_at < until)
-        if cursor:
-            created_at, last_id = decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    emails.c.created_at < created_at,
-                    and_(emails.c.created_at == created_at, emails.c.id < last_id),
-                )
-            )
-        query = query.order_by(emails.c.created_at.desc(), emails.c.id.desc()).limit(limit + 1)
+        query = newest_first(query, emails.c.created_at, emails.c.id, cursor=cursor, limit=limit)
         async with self.db.connect() as connection:
             rows = [dict(row._mapping) for row in await connection.execute(query)]
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
-        return rows, next_cursor
+        return page_of(rows, limit)
 
     async def counts_by_status(self) -> dict[str, int]:
         async with self.db.connect() as connection:

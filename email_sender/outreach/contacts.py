@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Text, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from email_sender.db.cursors import decode_cursor, encode_cursor
+from email_sender.db.cursors import newest_first, page_of
 from email_sender.db.engine import Database
 from email_sender.db.schema import contact_history, contacts, enrolments
 from email_sender.errors import Conflict, DuplicateKey, NotFound
@@ -143,22 +143,12 @@ class ContactStore:
                     )
                 )
             )
-        if cursor:
-            created_at, last_id = decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    contacts.c.created_at < created_at,
-                    and_(contacts.c.created_at == created_at, contacts.c.id < last_id),
-                )
-            )
-        query = query.order_by(contacts.c.created_at.desc(), contacts.c.id.desc())
+        query = newest_first(
+            query, contacts.c.created_at, contacts.c.id, cursor=cursor, limit=limit
+        )
         async with self.db.connect() as connection:
-            rows = [dict(row._mapping) for row in await connection.execute(query.limit(limit + 1))]
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
-        return rows, next_cursor
+            rows = [dict(row._mapping) for row in await connection.execute(query)]
+        return page_of(rows, limit)
 
     async def update(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 
-from email_sender.db.cursors import decode_cursor, encode_cursor
+from email_sender.db.cursors import decode_cursor, page_of
 from email_sender.db.engine import Database
 from email_sender.db.schema import contacts, segments
 from email_sender.errors import Conflict, DuplicateKey, NotFound, ValidationError
@@ -108,10 +108,7 @@ class SegmentStore:
         rows = await self._scan(
             selected, [contacts], want=limit + 1, newest_first=True, after=after
         )
-        if len(rows) > limit:
-            rows = rows[:limit]
-            return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
-        return rows, None
+        return page_of(rows, limit)
 
     async def contact_ids(self, segment_id: str, *, limit: int = 100_000) -> Ids:
         """The ids of the matching contacts, oldest created first, at most ``limit``."""

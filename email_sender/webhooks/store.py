@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from email_sender.db.cursors import decode_cursor, encode_cursor
+from email_sender.db.cursors import newest_first, page_of
 from email_sender.db.engine import Database
 from email_sender.db.schema import webhook_deliveries, webhooks
 from email_sender.errors import NotFound
@@ -131,11 +131,10 @@ class WebhookStore:
         self, *, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Subscriptions, newest first, ``limit`` at a time."""
-        query = select(webhooks)
-        if cursor:
-            query = query.where(_before(webhooks.c.created_at, webhooks.c.id, cursor))
-        query = query.order_by(webhooks.c.created_at.desc(), webhooks.c.id.desc())
-        return await self._page(query.limit(limit + 1), limit)
+        query = newest_first(
+            select(webhooks), webhooks.c.created_at, webhooks.c.id, cursor=cursor, limit=limit
+        )
+        return await self._page(query, limit)
 
     async def delete(self, webhook_id: str) -> None:
         """Remove a subscription and its deliveries (pending ones are never posted)."""
@@ -289,15 +288,11 @@ class WebhookStore:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One subscription's deliveries, newest first; NotFound for an unknown subscription."""
         await self.get(webhook_id)
-        query = select(*_DELIVERY_VIEW).where(webhook_deliveries.c.webhook_id == webhook_id)
-        if cursor:
-            query = query.where(
-                _before(webhook_deliveries.c.created_at, webhook_deliveries.c.id, cursor)
-            )
-        query = query.order_by(
-            webhook_deliveries.c.created_at.desc(), webhook_deliveries.c.id.desc()
+        query = newest_first(
+            select(*_DELIVERY_VIEW).where(webhook_deliveries.c.webhook_id == webhook_id),
+            webhook_deliveries.c.created_at, webhook_deliveries.c.id, cursor=cursor, limit=limit,
         )
-        return await self._page(query.limit(limit + 1), limit)
+        return await self._page(query, limit)
 
     async def purge_finished(self, before: float) -> int:
         """Drop delivered and failed deliveries created before ``before``; answer how many."""
@@ -318,10 +313,7 @@ class WebhookStore:
     async def _page(self, query: Any, limit: int) -> tuple[list[dict[str, Any]], str | None]:
         async with self.db.connect() as connection:
             rows = [dict(row._mapping) for row in await connection.execute(query)]
-        if len(rows) <= limit:
-            return rows, None
-        rows = rows[:limit]
-        return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+        return page_of(rows, limit)
 
 
 def _iso(timestamp: float) -> str:
@@ -338,7 +330,3 @@ def _held(delivery: Claimed) -> tuple[Any, ...]:
     )
 
 
-def _before(created_at: Any, row_id: Any, cursor: str) -> Any:
-    """Rows after the cursor's row in newest-first order."""
-    at, last_id = decode_cursor(cursor)
-    return or_(created_at < at, and_(created_at == at, row_id < last_id))
