@@ -133,7 +133,8 @@ async def test_reset_sequences_moves_every_generated_id_past_the_largest(
             await connection.execute(insert(audit_log), [
                 {"id": 41, "at": 1.0, "actor": "t", "action": "restored"}])
             next_ids = await backups.reset_sequences(connection)
-        assert next_ids == {"audit_log.id": 42, "attempts.id": 1, "contact_history.id": 1}
+        assert next_ids == {"audit_log.id": 42, "attempts.id": 1, "contact_history.id": 1,
+                            "outreach_sends.id": 1}
         async with db.transaction() as connection:
             result = await connection.execute(
                 insert(audit_log).values(at=2.0, actor="t", action="after").returning(
