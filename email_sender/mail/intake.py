@@ -126,6 +126,33 @@ class Intake:
         await self._announce(created)
         return results
 
+    async def accept_keyed(
+        self, items: list[EmailIn]
+    ) -> list[tuple[PreparedEmail, Accepted] | ValidationError]:
+        """Emails made by the service itself, each with its idempotency key (a sequence's
+        steps): prepared by one shared deadline, committed together, each answered in order
+        with what was sent and what the outbox kept, or why it was refused."""
+        prepared = await _off_loop(self._prepare_models, items)
+        valid = [email for email in prepared if isinstance(email, PreparedEmail)]
+        kept = iter(await self.outbox.accept_keyed(valid))
+        results: list[tuple[PreparedEmail, Accepted] | ValidationError] = []
+        for email in prepared:
+            results.append(email if isinstance(email, ValidationError) else (email, next(kept)))
+        await self._announce([
+            result[1] for result in results if isinstance(result, tuple) and result[1].created
+        ])
+        return results
+
+    def _prepare_models(self, items: list[EmailIn]) -> list[PreparedEmail | ValidationError]:
+        renderer = self.renderer.within(time.monotonic() + BATCH_RENDER_SECONDS)
+        outcomes: list[PreparedEmail | ValidationError] = []
+        for item in items:
+            try:
+                outcomes.append(self.prepare(item, renderer=renderer))
+            except ValidationError as exc:
+                outcomes.append(exc)
+        return outcomes
+
     def _prepare_batch(self, items: list[Any]) -> list[PreparedEmail | ValidationError]:
         """Each item prepared, or why not; every template renders by one shared deadline."""
         renderer = self.renderer.within(time.monotonic() + BATCH_RENDER_SECONDS)

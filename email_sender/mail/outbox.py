@@ -196,6 +196,34 @@ class Outbox:
             await connection.execute(insert(emails), rows)
         return [Accepted(row["id"], row["message_id"], row["status"], True) for row in rows]
 
+    async def accept_keyed(self, batch: list[PreparedEmail]) -> list[Accepted]:
+        """Commit emails the service makes itself, each with an idempotency key, in one
+        transaction, in order. When a key is taken already (rare: a retry, another node), each
+        is accepted on its own instead; a taken key answers the email kept for it."""
+        if not batch:
+            return []
+        now = time.time()
+        rows = [_new_row(email, Status.QUEUED, now) for email in batch]
+        try:
+            async with self.db.transaction() as connection:
+                await connection.execute(insert(emails), rows)
+        except DuplicateKey:
+            return [await self._accept_or_earlier(email) for email in batch]
+        return [Accepted(row["id"], row["message_id"], row["status"], True) for row in rows]
+
+    async def _accept_or_earlier(self, email: PreparedEmail) -> Accepted:
+        """The key names what the email is for: one made earlier from other data is that
+        email, not a conflict."""
+        try:
+            return await self.accept(email)
+        except Conflict as exc:
+            if "email_id" not in exc.details:
+                raise
+            earlier = await self._by_idempotency_key(str(email.idempotency_key))
+            if earlier is None:
+                raise
+            return Accepted(earlier.id, earlier.message_id, earlier.status, created=False)
+
     async def _by_idempotency_key(self, key: str) -> Any:
         async with self.db.connect() as connection:
             query = select(

@@ -84,4 +84,6 @@ def compose(
             }
         },
         "idempotency_key": idempotency_key(enrolment["id"], step["position"]),
+        # A follow-up is meant to resemble what it follows: never held as a near-duplicate.
+        "dedupe": False,
     })

@@ -21,11 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from email_sender.db.engine import Database
 from email_sender.db.schema import (
+    contact_history,
     contacts,
     enrolments,
     outreach_senders,
@@ -33,14 +36,12 @@ from email_sender.db.schema import (
     sequence_steps,
     sequences,
 )
-from email_sender.errors import Conflict, DuplicateKey, NotFound, ValidationError
+from email_sender.errors import Conflict, DuplicateKey, ValidationError
 from email_sender.mail.intake import Intake
-from email_sender.mail.message import address_of
-from email_sender.mail.outbox import Accepted
+from email_sender.mail.message import EmailIn, address_of
 from email_sender.mail.suppression import SuppressionList
 from email_sender.outreach.compose import compose
-from email_sender.outreach.contacts import Change, ContactStore
-from email_sender.outreach.fields import ContactFields
+from email_sender.outreach.contacts import ContactStore
 from email_sender.outreach.planner import Counters, Due, Planned, Planner
 from email_sender.outreach.reactions import Reactions
 from email_sender.outreach.rules import Rules
@@ -50,6 +51,29 @@ from email_sender.settings import OutreachSettings
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
+# Emails made and committed together: a batch renders by one shared deadline.
+SEND_CHUNK = 100
+
+# One enrolment moved past the step just sent (executemany: a parameter set per send).
+_ADVANCE = (
+    update(enrolments)
+    .where(enrolments.c.id == bindparam("b_id"),
+           or_(*(enrolments.c.status == status for status in OPEN)))
+    .values(
+        next_step=bindparam("b_step"), next_at=bindparam("b_at"), status=bindparam("b_status"),
+        reason=bindparam("b_reason"), thread_message_id=bindparam("b_thread"),
+        thread_subject=bindparam("b_subject"), updated_at=bindparam("b_now"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class Sent:
+    planned: Planned
+    row: dict[str, Any]
+    email_id: str
+    message_id: str
+    subject: str
 
 
 @dataclass
@@ -124,15 +148,11 @@ class Scheduler:
         plan = Planner(self.rules, self.gap).plan(items, counters, start=now, until=now)
         await self._defer(plan.deferred, now)
         report.deferred = len(plan.deferred)
-        for planned in plan.sends:
-            row = ready[planned.enrolment_id]
-            step = steps[row["sequence_id"]][planned.step]
-            outcome = await self._send(row, step, steps[row["sequence_id"]], planned,
-                                       plan.sender_free[planned.sender])
-            if outcome == "sent":
-                report.sent += 1
-            elif outcome == "failed":
-                report.failed += 1
+        for start in range(0, len(plan.sends), SEND_CHUNK):
+            chunk = plan.sends[start:start + SEND_CHUNK]
+            sent, failed = await self._send(chunk, ready, steps, plan.sender_free)
+            report.sent += sent
+            report.failed += failed
         if report.sent or report.ended or report.failed:
             logger.info("outreach_tick", extra=vars(report))
         return report
@@ -253,69 +273,108 @@ class Scheduler:
 
     async def _send(
         self,
-        row: dict[str, Any],
-        step: dict[str, Any],
-        steps: list[dict[str, Any]],
-        planned: Planned,
-        sender_free: float,
-    ) -> str:
-        contact = {**row, "id": row["contact_id"], "status": row["contact_status"]}
-        sequence = {"id": row["sequence_id"], "sender": row["sender"]}
-        try:
-            email = compose(sequence=sequence, step=step, enrolment=row, contact=contact,
-                            unsubscribe=self.unsubscribe)
-            accepted = await self.intake.accept(email)
-        except ValidationError as exc:
-            await self._end(row["id"], "failed", f"step {step['position']}: {exc.message}",
-                            planned.at)
-            return "failed"
-        except Conflict as exc:
-            # The step's email exists already, made from other data (the contact was edited
-            # between two tries): that email is the step's, and none other is made.
-            if "email_id" not in exc.details:
-                raise
-            existing = await self.intake.outbox.get(exc.details["email_id"])
-            accepted = Accepted(existing["id"], existing["message_id"], existing["status"],
-                                created=False)
-        now = planned.at
-        position = step["position"]
-        following = position + 1
-        values: dict[str, Any] = {"next_step": following, "updated_at": now, "reason": None}
-        if following < len(steps):
-            values |= {
-                "status": "active",
-                "next_at": now + max(steps[following]["delay"], self.rules.contact_gap),
-            }
-        else:
-            values |= {"status": "completed", "reason": "every step was sent"}
-        if row["thread_message_id"] is None:
-            values |= {
-                "thread_message_id": accepted.message_id,
-                "thread_subject": await self._subject(accepted.id),
-            }
+        chunk: list[Planned],
+        ready: dict[str, dict[str, Any]],
+        steps: dict[str, list[dict[str, Any]]],
+        sender_free: dict[str, float],
+    ) -> tuple[int, int]:
+        """Make and commit the emails of ``chunk`` together, then record them together;
+        answer how many were sent and how many enrolments failed."""
+        made: list[tuple[Planned, dict[str, Any], EmailIn]] = []
+        failures: list[tuple[dict[str, Any], str]] = []
+        for planned in chunk:
+            row = ready[planned.enrolment_id]
+            step = steps[row["sequence_id"]][planned.step]
+            contact = {**row, "id": row["contact_id"], "status": row["contact_status"]}
+            sequence = {"id": row["sequence_id"], "sender": row["sender"]}
+            try:
+                made.append((planned, row, compose(
+                    sequence=sequence, step=step, enrolment=row, contact=contact,
+                    unsubscribe=self.unsubscribe,
+                )))
+            except PydanticValidationError as exc:
+                failures.append((row, f"step {planned.step}: {exc.errors()[0]['msg']}"))
+        results = await self.intake.accept_keyed([email for _, _, email in made])
+        sends: list[Sent] = []
+        for (planned, row, _), result in zip(made, results, strict=True):
+            if isinstance(result, ValidationError):
+                failures.append((row, f"step {planned.step}: {result.message}"))
+            else:
+                prepared, accepted = result
+                sends.append(Sent(planned, row, accepted.id, accepted.message_id,
+                                  prepared.subject))
+        for row, reason in failures:
+            await self._end(row["id"], "failed", reason, self.clock())
+        recorded = await self._record(sends, steps, sender_free)
+        return recorded, len(failures)
+
+    async def _record(
+        self,
+        sends: list[Sent],
+        steps: dict[str, list[dict[str, Any]]],
+        sender_free: dict[str, float],
+    ) -> int:
+        """Write the send log, move the enrolments, the senders' gaps and the contacts, in one
+        transaction; when another scheduler recorded one of these steps meanwhile, each is
+        recorded on its own and the ones already there are left as they are."""
+        if not sends:
+            return 0
         try:
             async with self.db.transaction() as connection:
-                await connection.execute(
-                    insert(outreach_sends).values(
-                        enrolment_id=row["id"], sequence_id=row["sequence_id"], step=position,
-                        contact_id=row["contact_id"], sender=planned.sender,
-                        domain=planned.domain, email_id=accepted.id, sent_at=now,
-                    )
-                )
-                await connection.execute(
-                    update(enrolments)
-                    .where(enrolments.c.id == row["id"], enrolments.c.status.in_(OPEN))
-                    .values(**values)
-                )
-                await connection.execute(self._sender_upsert(planned.sender, sender_free, now))
-                await connection.execute(
-                    update(contacts).where(contacts.c.id == row["contact_id"])
-                    .values(last_contacted_at=now)
-                )
+                await self._write(connection, sends, steps, sender_free)
+            return len(sends)
         except DuplicateKey:
-            return "duplicate"  # another scheduler recorded this step: its email is the one
-        await self._mark_contacted(row)
-        return "sent"
+            recorded = 0
+            for send in sends:
+                try:
+                    async with self.db.transaction() as connection:
+                        await self._write(connection, [send], steps, sender_free)
+                    recorded += 1
+                except DuplicateKey:
+                    continue  # recorded by another scheduler: its email is this one
+            return recorded
+
+    async def _write(
+        self,
+        connection: AsyncConnection,
+        sends: list[Sent],
+        steps: dict[str, list[dict[str, Any]]],
+        sender_free: dict[str, float],
+    ) -> None:
+        await connection.execute(insert(outreach_sends), [
+            {"enrolment_id": send.row["id"], "sequence_id": send.row["sequence_id"],
+             "step": send.planned.step, "contact_id": send.row["contact_id"],
+             "sender": send.planned.sender, "domain": send.planned.domain,
+             "email_id": send.email_id, "sent_at": send.planned.at}
+            for send in sends
+        ])
+        await connection.execute(_ADVANCE, [
+            self._advance(send, steps[send.row["sequence_id"]]) for send in sends
+        ])
+        for sender in {send.planned.sender for send in sends}:
+            first = min(send.planned.at for send in sends if send.planned.sender == sender)
+            await connection.execute(self._sender_upsert(sender, sender_free[sender], first))
+        await connection.execute(
+            update(contacts).where(contacts.c.id == bindparam("b_id"))
+            .values(last_contacted_at=bindparam("b_at")),
+            [{"b_id": send.row["contact_id"], "b_at": send.planned.at} for send in sends],
+        )
+        await self._mark_contacted(connection, sends)
+
+    def _advance(self, send: Sent, steps: list[dict[str, Any]]) -> dict[str, Any]:
+        """The enrolment's next step and when it may go, or its end."""
+        now = send.planned.at
+        following = send.planned.step + 1
+        first = send.row["thread_message_id"] is None
+        values: dict[str, Any] = {
+            "b_id": send.row["id"], "b_step": following, "b_now": now,
+            "b_thread": send.message_id if first else send.row["thread_message_id"],
+            "b_subject": send.subject if first else send.row["thread_subject"],
+        }
+        if following < len(steps):
+            gap = max(steps[following]["delay"], self.rules.contact_gap)
+            return values | {"b_status": "active", "b_at": now + gap, "b_reason": None}
+        return values | {"b_status": "completed", "b_at": now, "b_reason": "every step was sent"}
 
     def _sender_upsert(self, sender: str, free: float, now: float) -> Any:
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
@@ -326,25 +385,31 @@ class Scheduler:
             index_elements=["sender"], set_={"next_send_at": free}
         )
 
-    async def _subject(self, email_id: str) -> str:
-        try:
-            return str((await self.intake.outbox.get(email_id))["subject"])
-        except NotFound:
-            return ""
-
-    async def _mark_contacted(self, row: dict[str, Any]) -> None:
+    async def _mark_contacted(self, connection: AsyncConnection, sends: list[Sent]) -> None:
+        """Contacts still in the initial status move to ``contacted_status``, in history too."""
+        lifecycle = self.contacts.lifecycle
         target = self.settings.contacted_status
-        if target is None or row["contact_status"] != self.contacts.lifecycle.initial:
+        if target is None or target not in lifecycle.allowed(lifecycle.initial):
             return
-        try:
-            await self.contacts.update(
-                row["contact_id"], ContactFields(),
-                Change("sequence", row["sequence_name"], f"step {row['next_step']} sent"),
-                status=target,
-            )
-        except (ValidationError, NotFound) as exc:
-            logger.info("contacted_status_refused", extra={"contact_id": row["contact_id"],
-                                                           "error": str(exc)})
+        first = {send.row["contact_id"]: send for send in reversed(sends)
+                 if send.row["contact_status"] == lifecycle.initial}
+        if not first:
+            return
+        moved = await connection.execute(
+            update(contacts)
+            .where(contacts.c.id.in_(list(first)), contacts.c.status == lifecycle.initial)
+            .values(status=target, updated_at=time.time())
+            .returning(contacts.c.id)
+        )
+        history = [
+            {"contact_id": contact_id, "from_status": lifecycle.initial, "to_status": target,
+             "source": "sequence", "actor": first[contact_id].row["sequence_name"],
+             "reason": f"step {first[contact_id].planned.step} sent",
+             "at": first[contact_id].planned.at}
+            for (contact_id,) in moved.all()
+        ]
+        if history:
+            await connection.execute(insert(contact_history), history)
 
     async def _skip(self, row: dict[str, Any], steps: list[dict[str, Any]], now: float) -> None:
         following = row["next_step"] + 1
