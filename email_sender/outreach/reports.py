@@ -13,6 +13,7 @@ from a step to its reply, by the scheduler's clock.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from collections import defaultdict
 from typing import Any
@@ -51,7 +52,10 @@ async def preview(
     emails = {row["id"]: row["email"] for row in rows}
     counters = await scheduler.counters(now, items)
     planner = Planner(scheduler.rules, scheduler.mean_gap)
-    plan = planner.plan(items, counters, start=now, until=now + HORIZON, limit=count)
+    # Up to a second for the largest sequences: planned off the event loop.
+    plan = await asyncio.to_thread(
+        planner.plan, items, counters, start=now, until=now + HORIZON, limit=count
+    )
     return [
         {"enrolment_id": send.enrolment_id, "email": emails[send.enrolment_id],
          "step": send.step, "at": send.at}

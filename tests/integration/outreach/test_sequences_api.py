@@ -257,3 +257,27 @@ async def test_two_schedulers_on_one_database_never_send_a_step_twice(
         per_contact[address] = per_contact.get(address, 0) + 1
     assert set(per_contact.values()) == {2} and len(per_contact) == 30
 
+
+
+async def test_reading_routes_refuse_bad_queries_by_name(
+    outreach_node: Service, api: httpx.AsyncClient
+) -> None:
+    sequence = await create_sequence(api, name="Lecture", steps=[FIRST])
+    base = f"/api/v1/sequences/{sequence['id']}"
+    for url, params, named in [
+        (f"{base}/preview", {"count": 0}, "count"),
+        (f"{base}/preview", {"count": 5000}, "count"),
+        (f"{base}/enrolments", {"status": "sleeping"}, "status"),
+        (f"{base}/enrolments", {"limit": 0}, "limit"),
+    ]:
+        answer = await api.get(url, params=params)
+        assert answer.status_code == 422, (url, params, answer.text)
+        assert named in answer.text
+    for url in ("/api/v1/sequences/nope", "/api/v1/sequences/nope/preview",
+                "/api/v1/sequences/nope/stats", "/api/v1/sequences/nope/enrolments"):
+        assert (await api.get(url)).status_code == 404, url
+    renamed = await api.patch(base, json={"name": ""})
+    assert renamed.status_code == 422 and "name" in renamed.text
+    resent = await api.patch(base, json={"sender": "nobody"})
+    assert resent.status_code == 422 and "sender" in resent.text
+    assert (await api.get(base)).json()["name"] == "Lecture"
