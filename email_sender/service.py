@@ -99,7 +99,7 @@ class Service:
         # Every node can preview; the outreach_scheduler manager ticks it where delivery runs.
         self.scheduler = Scheduler(
             self.db, self.intake, self.contacts, self.suppressions, settings.outreach,
-            unsubscribe=links,
+            unsubscribe=links, unsubscriber=self.unsubscriber,
         )
         # Set by build_service when the role searches (the API mounts the search routes then).
         self.search = None

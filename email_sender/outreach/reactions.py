@@ -8,10 +8,11 @@ Each received message linked to an outreach email is acted on once (``outreach_r
   contact's zone) or for ``outreach.out_of_office_pause``;
 - a hard bounce ends it (``bounced``) and moves the contact to ``bounced``; a soft one does
   nothing here (the inbound side counts them and suppresses after enough);
-- a complaint, or a reply asking to unsubscribe, ends it (``unsubscribed``).
+- a complaint ends it (``unsubscribed``).
 
 A reply's intent then moves the contact through the lifecycle (``outreach.reply_statuses``),
-once the classifier has given one, and never backwards past a status a user set by hand.
+once the classifier has given one, and never backwards past a status a user set by hand; a
+reply asking to unsubscribe does what the one-click link does.
 Stopping does not wait for the classifier: a reply is a reply before it is understood.
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import and_, insert, select, update
@@ -57,11 +58,14 @@ class Reactions:
         rules: Rules,
         *,
         wall_clock: Callable[[], float],
+        unsubscribe: Callable[[str, str], Awaitable[bool]] | None = None,
     ) -> None:
         self.db = db
         self.contacts = contacts
         self.settings = settings
         self.rules = rules
+        # Called with the contact's address and how, for a reply asking to be left alone.
+        self.unsubscribe = unsubscribe
         # Messages are stamped with the wall clock when received, whatever the scheduler's is.
         self.wall_clock = wall_clock
 
@@ -109,10 +113,7 @@ class Reactions:
         kind = message["kind"]
         action, status, until = "none", None, None
         if kind == "reply":
-            if message["intent"] == UNSUBSCRIBE_INTENT:
-                action, status = "unsubscribe", "unsubscribed"
-            else:
-                action, status = "reply", "replied"
+            action, status = "reply", "replied"  # its intent acts once known, below
         elif kind == "out_of_office":
             # Never sooner than the next step was due: a pause only ever delays.
             until = max(self._return(message, now), message["next_at"])
@@ -172,9 +173,11 @@ class Reactions:
             select(
                 outreach_reactions.c.inbound_id, inbound_messages.c.intent,
                 inbound_messages.c.label, inbound_messages.c.from_addr, enrolments.c.contact_id,
+                contacts.c.email.label("contact_email"),
             )
             .join(inbound_messages, inbound_messages.c.id == outreach_reactions.c.inbound_id)
             .join(enrolments, enrolments.c.id == outreach_reactions.c.enrolment_id)
+            .join(contacts, contacts.c.id == enrolments.c.contact_id)
             .where(
                 and_(outreach_reactions.c.action == "reply",
                      outreach_reactions.c.intent.is_(None),
@@ -188,7 +191,17 @@ class Reactions:
     async def _move_by_intent(self, message: dict[str, Any]) -> None:
         intent = message["label"] or message["intent"]
         target = self.settings.reply_statuses.get(intent)
-        if target is not None:
+        values = {"intent": intent}
+        if intent == UNSUBSCRIBE_INTENT:
+            # Asked in words: the same as the link (suppressed, unsubscribed, every sequence
+            # ended), for the address we wrote to, whoever answered from it.
+            values["action"] = "unsubscribe"
+            if self.unsubscribe is not None:
+                await self.unsubscribe(message["contact_email"], "asked in a reply")
+            else:
+                await self._move(message["contact_id"], "unsubscribed",
+                                 Change("unsubscribe", message["from_addr"], "asked in a reply"))
+        elif target is not None:
             await self._move(
                 message["contact_id"], target,
                 Change("reply", message["from_addr"], f"reply classified {intent}"),
@@ -198,7 +211,7 @@ class Reactions:
             await connection.execute(
                 update(outreach_reactions)
                 .where(outreach_reactions.c.inbound_id == message["inbound_id"])
-                .values(intent=intent)
+                .values(**values)
             )
 
     async def _move(

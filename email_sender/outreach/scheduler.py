@@ -42,6 +42,7 @@ from email_sender.outreach.reactions import Reactions
 from email_sender.outreach.rules import Rules
 from email_sender.outreach.sendlog import SendLog, Sent
 from email_sender.outreach.sequences import NO_LINKS, OPEN, writable
+from email_sender.outreach.unsubscribe import Unsubscriber
 from email_sender.settings import OutreachSettings
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class Scheduler:
         settings: OutreachSettings,
         *,
         unsubscribe: Callable[[str], dict[str, str]] | None = None,
+        unsubscriber: Unsubscriber | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         batch: int = BATCH,
@@ -86,7 +88,10 @@ class Scheduler:
         self.batch = batch
         self.rules = Rules.from_settings(settings)
         self.writes_to = writable(contacts.lifecycle, settings.contacted_status)
-        self.reactions = Reactions(db, contacts, settings, self.rules, wall_clock=time.time)
+        self.reactions = Reactions(
+            db, contacts, settings, self.rules, wall_clock=time.time,
+            unsubscribe=unsubscriber.by_address if unsubscriber is not None else None,
+        )
         self.log = SendLog(db, contacts.lifecycle, settings, self.rules)
 
     def gap(self) -> float:

@@ -129,6 +129,10 @@ class Unsubscriber:
             logger.info("contact_unsubscribed", extra={"address": address})
         return created or moved
 
+    async def by_address(self, address: str, how: str) -> bool:
+        """Unsubscribe ``address`` asked some other way (a reply saying so)."""
+        return await self.unsubscribe(address, client_ip=None, how=how)
+
     async def by_mail(self, subject: str, sender: str | None) -> bool:
         """Act on a mail to the unsubscribe address; False when its subject holds no token this
         service signed. The token decides the address, not the sender, who may write from

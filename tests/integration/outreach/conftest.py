@@ -69,7 +69,8 @@ def use_clock(service: Service, start: float = MONDAY) -> Clock:
     old = service.scheduler
     service.scheduler = Scheduler(
         service.db, service.intake, service.contacts, service.suppressions,
-        service.settings.outreach, unsubscribe=old.unsubscribe, clock=clock,
+        service.settings.outreach, unsubscribe=old.unsubscribe,
+        unsubscriber=service.unsubscriber, clock=clock,
     )
     return clock
 

@@ -48,9 +48,9 @@ async def to_listener_at(service: Service, raw: bytes, sender: str, recipient: s
         await smtp.sendmail(sender, [recipient], raw)
 
 
-def answer(first: EmailMessage, text: str, **headers: str) -> bytes:
+def answer(first: EmailMessage, text: str, *, author: str | None = None, **headers: str) -> bytes:
     reply = EmailMessage()
-    reply["From"] = first["To"]
+    reply["From"] = author or first["To"]
     reply["To"] = "booking@tour.example"
     reply["Subject"] = "Re: " + str(first["Subject"])
     reply["Date"] = format_datetime(datetime.now(UTC))
@@ -256,3 +256,32 @@ async def test_writing_to_the_mailto_of_list_unsubscribe_unsubscribes(
     [enrolment] = (await api.get(f"/api/v1/sequences/{sequence['id']}/enrolments")).json()[
         "items"]
     assert enrolment["status"] == "unsubscribed"
+
+
+async def test_a_reply_asking_to_be_left_alone_unsubscribes(
+    outreach_node: Service, api: httpx.AsyncClient
+) -> None:
+    service = outreach_node
+    clock = use_clock(service, MONDAY + 3 * 3600)
+    [person] = await create_contacts(api, PEOPLE[:1])
+    sequence = await create_sequence(api, name="Retrait", steps=STEPS)
+    await api.post(f"/api/v1/sequences/{sequence['id']}/enrol",
+                   json={"contact_ids": [person["id"]]})
+    assert await tick(service, clock, {}) == 1
+    [sent] = sink_messages(service)
+    # The venue's secretary answers from another address, for the one we wrote to.
+    await to_listener(service, answer(
+        sent, "Merci de nous retirer de votre liste, nous ne souhaitons plus être contactés.",
+        author="secretariat@alice-salle.example"), sender="secretariat@alice-salle.example")
+    [stored] = await inbound_settled(api, 1)
+    assert stored["intent"] == "unsubscribe"
+    clock.now += 60
+    await tick(service, clock, {})
+    listed = (await api.get("/api/v1/suppressions")).json()["items"]
+    assert [(row["address"], row["reason"]) for row in listed] == [
+        (person["email"], "unsubscribe")]
+    contact = (await api.get(f"/api/v1/contacts/{person['id']}")).json()
+    assert contact["status"] == "unsubscribed"
+    stats = (await api.get(f"/api/v1/sequences/{sequence['id']}/stats")).json()
+    assert stats["steps"][0]["unsubscribed"] == 1
+    assert stats["steps"][0]["replied"] == {"unsubscribe": 1}
