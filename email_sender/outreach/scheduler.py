@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, select, update
 
 from email_sender.db.engine import Database
 from email_sender.db.schema import (
@@ -41,7 +41,7 @@ from email_sender.outreach.planner import Counters, Due, Planned, Planner
 from email_sender.outreach.reactions import Reactions
 from email_sender.outreach.rules import Rules
 from email_sender.outreach.sendlog import SendLog, Sent
-from email_sender.outreach.sequences import NO_LINKS, OPEN, writable
+from email_sender.outreach.sequences import NO_LINKS, OPEN, STILL_OPEN, writable
 from email_sender.outreach.unsubscribe import Unsubscriber
 from email_sender.settings import OutreachSettings
 
@@ -277,9 +277,7 @@ class Scheduler:
             return
         statement = (
             update(enrolments)
-            # Not IN (...): an expanding list cannot be part of an executemany.
-            .where(enrolments.c.id == bindparam("b_id"),
-                   or_(*(enrolments.c.status == status for status in OPEN)))
+            .where(enrolments.c.id == bindparam("b_id"), STILL_OPEN)
             .values(next_at=bindparam("b_at"), updated_at=now)
         )
         async with self.db.transaction() as connection:

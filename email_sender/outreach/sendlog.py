@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,14 +28,13 @@ from email_sender.errors import DuplicateKey
 from email_sender.outreach.lifecycle import Lifecycle
 from email_sender.outreach.planner import Counters, Due, Planned
 from email_sender.outreach.rules import Rules
-from email_sender.outreach.sequences import OPEN
+from email_sender.outreach.sequences import STILL_OPEN
 from email_sender.settings import OutreachSettings
 
 # One enrolment moved past the step just sent (executemany: a parameter set per send).
 _ADVANCE = (
     update(enrolments)
-    .where(enrolments.c.id == bindparam("b_id"),
-           or_(*(enrolments.c.status == status for status in OPEN)))
+    .where(enrolments.c.id == bindparam("b_id"), STILL_OPEN)
     .values(
         next_step=bindparam("b_step"), next_at=bindparam("b_at"), status=bindparam("b_status"),
         reason=bindparam("b_reason"), thread_message_id=bindparam("b_thread"),

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from email_sender.db.engine import Database
@@ -29,6 +29,9 @@ from email_sender.outreach.lifecycle import Lifecycle
 from email_sender.outreach.steps import SequenceIn, SequencePatch, StepIn, check_sender, check_steps
 
 OPEN = ("active", "paused")
+# The same condition written without IN (...): an expanding list cannot be part of an
+# executemany, which moves many enrolments in one statement.
+STILL_OPEN = or_(*(enrolments.c.status == status for status in OPEN))
 STATUSES = (*OPEN, "replied", "completed", "bounced", "unsubscribed", "stopped", "cancelled",
             "failed")
 MAX_ENROL = 100_000

@@ -17,6 +17,7 @@ import hmac
 import logging
 import re
 import time
+from typing import Any
 
 from sqlalchemy import update
 
@@ -118,8 +119,11 @@ class Unsubscriber:
     ) -> bool:
         """Suppress the address and move its contact; False when it was done before."""
         created = await self.suppressions.add(address, reason="unsubscribe", detail=how)
-        moved = await self._move_contact(address, how)
-        await self._end_enrolments(address)
+        contact = await self.contacts.find(address)
+        moved = False
+        if contact is not None:
+            moved = await self._move_contact(contact, how)
+            await self._end_enrolments(contact["id"])
         if created or moved:
             await audit.record(
                 self.db, actor="unsubscribe-link", action="unsubscribed", target=address,
@@ -148,21 +152,17 @@ class Unsubscriber:
         await self.unsubscribe(address, client_ip=None, how="unsubscribe mail")
         return True
 
-    async def _end_enrolments(self, address: str) -> None:
-        contact = await self.contacts.find(address)
-        if contact is None:
-            return
+    async def _end_enrolments(self, contact_id: str) -> None:
         async with self.db.transaction() as connection:
             await connection.execute(
                 update(enrolments)
-                .where(enrolments.c.contact_id == contact["id"],
+                .where(enrolments.c.contact_id == contact_id,
                        enrolments.c.status.in_(OPEN))
                 .values(status=UNSUBSCRIBED, reason="unsubscribed", updated_at=time.time())
             )
 
-    async def _move_contact(self, address: str, how: str) -> bool:
-        contact = await self.contacts.find(address)
-        if contact is None or contact["status"] == UNSUBSCRIBED:
+    async def _move_contact(self, contact: dict[str, Any], how: str) -> bool:
+        if contact["status"] == UNSUBSCRIBED:
             return False
         try:
             await self.contacts.update(
@@ -171,7 +171,7 @@ class Unsubscriber:
             )
         except ValidationError as exc:
             # A lifecycle without the status: the suppression alone stops the mail.
-            logger.warning("unsubscribe_status_refused", extra={"address": address,
+            logger.warning("unsubscribe_status_refused", extra={"address": contact["email"],
                                                                 "error": exc.reason})
             return False
         return True
