@@ -90,6 +90,7 @@ async def _reindex(settings: Settings, name: str, batch_size: int, quiet: bool) 
     from email_sender.vectors.factory import build_vector_store
     from email_sender.vectors.reindex import count_rows
     from email_sender.vectors.reindex import reindex as rebuild
+    from email_sender.vectors.sparse import TextAnalyser
 
     db = Database(settings.database_url, pool_size=2)
     embedder = build_embedder(settings.embedder, settings.connection_pool)
@@ -107,6 +108,7 @@ async def _reindex(settings: Settings, name: str, batch_size: int, quiet: bool) 
                 embedder,
                 settings.collections,
                 name,
+                analyser=TextAnalyser(settings.search.languages),
                 batch_size=batch_size,
                 progress=advance,
             )

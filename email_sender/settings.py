@@ -247,6 +247,17 @@ class VectorCacheSettings(Section):
     ttl: Seconds = 3600.0
 
 
+SearchLanguage = Literal["da", "de", "en", "es", "fi", "fr", "it", "nl", "no", "pt", "ru", "sv"]
+
+
+class SearchSettings(Section):
+    """Search: the languages emails are analysed in for their exact words (BM25)."""
+
+    languages: list[SearchLanguage] = Field(
+        default_factory=lambda: list[SearchLanguage](("fr", "en")), min_length=1
+    )
+
+
 class VectorProcessorSettings(Section):
     """The indexing loop: batches, retries with backoff, when to optimise the embedded store."""
 
@@ -598,6 +609,7 @@ class Settings(BaseSettings):
     collections: CollectionSettings = Field(default_factory=CollectionSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     vector_cache: VectorCacheSettings = Field(default_factory=VectorCacheSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
     vector_processor: VectorProcessorSettings = Field(default_factory=VectorProcessorSettings)
     dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
     connection_pool: ConnectionPoolSettings = Field(default_factory=ConnectionPoolSettings)

@@ -19,6 +19,7 @@ from email_sender.errors import EmailSenderError, EmbedderUnavailable, VectorSto
 from email_sender.events import EventBus
 from email_sender.inbound.store import HUMAN_KINDS, InboundStore
 from email_sender.vectors.payloads import MAX_EMBED_CHARS, TIME_DECIMALS, checked_point
+from email_sender.vectors.sparse import MAX_SPARSE_CHARS
 
 if TYPE_CHECKING:
     from email_sender.classify import Classification, ReplyClassifier
@@ -39,7 +40,15 @@ def inbound_document(row: dict[str, Any]) -> str:
     return (words or row.get("subject") or "(empty)")[:MAX_EMBED_CHARS]
 
 
-def inbound_payload(row: dict[str, Any], embedding_model: str) -> dict[str, Any]:
+def inbound_words(row: dict[str, Any]) -> str:
+    """What its sparse vector is made of: the subject and the sender's own words."""
+    text = f"{row.get('subject') or ''}\n\n{row.get('own_words') or ''}".strip()
+    return text[:MAX_SPARSE_CHARS]
+
+
+def inbound_payload(
+    row: dict[str, Any], embedding_model: str, language: str | None = None
+) -> dict[str, Any]:
     """The payload of an inbound point, without its checksum.
 
     ``email_id`` is the email answered, so a filter on it finds both sides of a conversation.
@@ -58,6 +67,7 @@ def inbound_payload(row: dict[str, Any], embedding_model: str) -> dict[str, Any]
         "intent": row["intent"],
         "created_at": round(float(row["received_at"]), TIME_DECIMALS),
         "embedding_model": embedding_model,
+        **({} if language is None else {"lang": language}),
     }
 
 
@@ -99,8 +109,11 @@ class ReplyAnalyst:
                     await self.store.get(row["id"])
                 )
             store = await self.qdrant.ready_store()
-            point = checked_point(row["id"], np.asarray(vector),
-                                  inbound_payload(row, self.embedder.model))
+            [words] = await self.qdrant.analyser.analyse_off_loop(
+                [inbound_words(row)], await store.has_sparse(self.collection)
+            )
+            payload = inbound_payload(row, self.embedder.model, words.language)
+            point = checked_point(row["id"], np.asarray(vector), payload, words.sparse)
             await store.upsert(self.collection, [point])
         except (EmbedderUnavailable, VectorStoreUnavailable) as exc:
             logger.warning("inbound_analysis_deferred", extra={"inbound_id": row["id"],

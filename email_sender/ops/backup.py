@@ -191,11 +191,11 @@ async def _digest(store: VectorStore, name: str) -> dict[str, Any]:
     async for batch in store.scroll(name, batch_size=1000, with_vectors=True):
         for point in batch:
             assert point.vector is not None  # scrolled with vectors
-            accumulator.add(point_checksum(point.id, point.vector, point.payload))
+            accumulator.add(point_checksum(point.id, point.vector, point.payload, point.sparse))
     info = await store.collection_info(name)
     return {"points": accumulator.count, "digest": accumulator.hexdigest(),
             "dimension": info.dimension, "distance": info.distance,
-            "payload_indexes": info.payload_indexes}
+            "payload_indexes": info.payload_indexes, "sparse": info.sparse}
 
 
 async def _export_digest(path: Path, name: str) -> dict[str, Any]:

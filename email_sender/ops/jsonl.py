@@ -9,9 +9,12 @@ exactly ``points_count`` point lines::
      "dimension":384,"distance":"Cosine","payload_indexes":{"tags":"keyword"},"points_count":2}
     {"id":"6f1c…","vector":[0.01,…],"payload":{…},"checksum":"<sha256>"}
 
-``checksum`` is :func:`~email_sender.vectors.checksums.point_checksum` of the line's id, vector
-(as float32) and payload; every point read is checked against it, and a section with fewer or
-more points than its header says is refused, so a truncated or edited file never imports.
+A collection with the sparse vector says ``"sparse":true`` in its header, and its points that
+have one carry it as ``"sparse":{"indices":[…],"values":[…]}``; a file without them is read as
+before. ``checksum`` is :func:`~email_sender.vectors.checksums.point_checksum` of the line's id,
+vector (as float32), payload and sparse vector; every point read is checked against it, and a
+section with fewer or more points than its header says is refused, so a truncated or edited file
+never imports.
 
 A :class:`JsonlStore` reads the file as a stream. The first write copies what is there into
 per-collection work files beside it (an id → offset index in memory), and :meth:`close` writes
@@ -48,7 +51,10 @@ from email_sender.vectors.checksums import canonical_json, point_checksum
 from email_sender.vectors.store import (
     CollectionInfo,
     Point,
+    PreparedPoint,
     ScoredPoint,
+    SparseVector,
+    as_sparse,
     check_collection_name,
     check_dimension,
     check_distance,
@@ -76,6 +82,7 @@ class _Section:
     payload_indexes: dict[str, str]
     points_count: int
     offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    sparse: bool = False
 
 
 class JsonlStore:
@@ -143,6 +150,7 @@ class JsonlStore:
                 distance=check_distance(record["distance"]),
                 payload_indexes=check_payload_indexes(record.get("payload_indexes")),
                 points_count=int(record["points_count"]),
+                sparse=record.get("sparse", False) is True,
             )
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise IntegrityError(f"{self.path}:{number}: bad collection header: {exc}") from exc
@@ -177,6 +185,7 @@ class JsonlStore:
         dimension: int,
         distance: str = "Cosine",
         payload_indexes: Mapping[str, str] | None = None,
+        sparse: bool = False,
     ) -> None:
         check_collection_name(name)
         check_dimension(dimension)
@@ -186,7 +195,7 @@ class JsonlStore:
         sections = self._catalog()
         section = sections.get(name)
         if section is None:
-            sections[name] = _Section(dimension, distance, indexes, 0)
+            sections[name] = _Section(dimension, distance, indexes, 0, sparse=sparse)
             self._dirty = True
             return
         if section.dimension != dimension:
@@ -210,7 +219,11 @@ class JsonlStore:
             distance=section.distance,
             payload_indexes=dict(section.payload_indexes),
             backend=BACKEND,
+            sparse=section.sparse,
         )
+
+    async def has_sparse(self, name: str) -> bool:
+        return (await asyncio.to_thread(self._section, name)).sparse
 
     async def list_collections(self) -> list[str]:
         return sorted(await asyncio.to_thread(self._catalog))
@@ -218,7 +231,7 @@ class JsonlStore:
     async def upsert(self, name: str, points: Sequence[Point], wait: bool = True) -> None:
         await self._materialise()
         section = self._section(name)
-        prepared = prepare_points(points, section.dimension)
+        prepared = prepare_points(points, section.dimension, section.sparse)
         await asyncio.to_thread(self._append, name, section, prepared)
 
     async def search(
@@ -231,6 +244,15 @@ class JsonlStore:
         raise Conflict(
             f"{self.path} is a jsonl export and cannot be searched: import it into a store first"
         )
+
+    async def search_sparse(
+        self,
+        name: str,
+        vector: SparseVector,
+        limit: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPoint]:
+        return await self.search(name, [], limit, filter)
 
     async def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False
@@ -333,13 +355,14 @@ class JsonlStore:
             vector = np.asarray(record["vector"], dtype=np.float32)
             payload = record["payload"]
             stated = record["checksum"]
+            sparse = as_sparse(record["sparse"]) if "sparse" in record else None
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise IntegrityError(f"{where}: bad point line: {exc}") from exc
         if not isinstance(payload, dict) or vector.ndim != 1:
             raise IntegrityError(f"{where}: point {pid} has a malformed vector or payload")
-        if point_checksum(pid, vector, payload) != stated:
+        if point_checksum(pid, vector, payload, sparse) != stated:
             raise IntegrityError(f"{where}: point {pid} does not match its checksum")
-        return Point(pid, vector, payload)
+        return Point(pid, vector, payload, sparse)
 
     async def _materialise(self) -> None:
         """Copy the file into per-collection work files, so it can be changed and rewritten."""
@@ -357,7 +380,9 @@ class JsonlStore:
             section.offsets.clear()
             reader = self._read_points(name)
             while batch := await asyncio.to_thread(_take, reader, 1024):
-                prepared = [(p.id, np.asarray(p.vector), p.payload) for p in batch]
+                prepared = [
+                    PreparedPoint(p.id, np.asarray(p.vector), p.payload, p.sparse) for p in batch
+                ]
                 await asyncio.to_thread(self._append, name, section, prepared, False)
         self._materialised = True
 
@@ -365,7 +390,7 @@ class JsonlStore:
         self,
         name: str,
         section: _Section,
-        prepared: list[tuple[str, np.ndarray, dict[str, Any]]],
+        prepared: list[PreparedPoint],
         dirty: bool = True,
     ) -> None:
         assert self._work_dir is not None
@@ -373,11 +398,11 @@ class JsonlStore:
         if handle is None:
             handle = open(self._work_dir / f"{_safe(name)}.jsonl", "ab")
             self._work_files[name] = handle
-        for pid, vector, payload in prepared:
-            line = point_line(pid, vector, payload).encode("utf-8")
+        for point in prepared:
+            line = point_line(point.id, point.vector, point.payload, point.sparse).encode("utf-8")
             offset = handle.tell()
             handle.write(line)
-            section.offsets[pid] = (offset, len(line))
+            section.offsets[point.id] = (offset, len(line))
         section.points_count = len(section.offsets)
         self._dirty = self._dirty or (dirty and bool(prepared))
 
@@ -395,6 +420,7 @@ class JsonlStore:
                         "distance": section.distance,
                         "payload_indexes": section.payload_indexes,
                         "points_count": len(section.offsets),
+                        **({"sparse": True} if section.sparse else {}),
                     }
                     out.write((json.dumps(header, separators=(",", ":")) + "\n").encode("utf-8"))
                     self._copy_section(name, section, out)
@@ -420,17 +446,24 @@ class JsonlStore:
                 out.write(reader.read(length))
 
 
-def point_line(pid: str, vector: np.ndarray, payload: Mapping[str, Any]) -> str:
+def point_line(
+    pid: str,
+    vector: np.ndarray,
+    payload: Mapping[str, Any],
+    sparse: SparseVector | None = None,
+) -> str:
     """One point as its export line (with the trailing newline)."""
     vector32 = np.asarray(vector, dtype=np.float32)
-    record = {
+    record: dict[str, Any] = {
         "id": pid,
         # float32 → Python float is exact, and json writes floats so that they read back
         # bit for bit, so the checksum holds after a round trip.
         "vector": vector32.tolist(),
         "payload": payload,
-        "checksum": point_checksum(pid, vector32, payload),
     }
+    if sparse is not None:
+        record["sparse"] = {"indices": list(sparse.indices), "values": list(sparse.values)}
+    record["checksum"] = point_checksum(pid, vector32, payload, sparse)
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from email_sender.errors import DimensionMismatch, EmailSenderError, ValidationError
+from email_sender.errors import Conflict, DimensionMismatch, EmailSenderError, ValidationError
 from email_sender.ops.verify import resolve_collections
 from email_sender.vectors.store import Point, VectorStore
 
@@ -218,10 +218,22 @@ async def _prepare_target(
         existing = await target.collection_info(name)
         if existing.dimension != info.dimension:
             raise CollectionDimensionMismatch(name, info.dimension, existing.dimension)
+        if existing.sparse != info.sparse:
+            raise Conflict(
+                f"collection {name!r}: the source {_has(info.sparse)} a sparse vector and the "
+                f"target {_has(existing.sparse)}; drop the target collection or migrate elsewhere",
+                collection=name,
+            )
     else:
         outcome.created = True
-    await target.ensure_collection(name, info.dimension, info.distance, info.payload_indexes)
+    await target.ensure_collection(
+        name, info.dimension, info.distance, info.payload_indexes, info.sparse
+    )
     return outcome
+
+
+def _has(sparse: bool) -> str:
+    return "has" if sparse else "has no"
 
 
 async def _copy_collection(

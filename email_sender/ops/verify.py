@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from email_sender.errors import EmailSenderError, NotFound
-from email_sender.vectors.checksums import DigestAccumulator, canonical_json
+from email_sender.vectors.checksums import DigestAccumulator, canonical_json, sparse_bytes
 from email_sender.vectors.store import CollectionInfo, Point, VectorStore, check_collection_name
 
 logger = logging.getLogger(__name__)
@@ -261,6 +261,9 @@ def _settings_checks(
         Check("distance", source_info.distance == target_info.distance,
               f"{source_info.distance} {_eq(source_info.distance, target_info.distance)} "
               f"{target_info.distance}"),
+        Check("sparse vector", source_info.sparse == target_info.sparse,
+              f"{source_info.sparse} {_eq(source_info.sparse, target_info.sparse)} "
+              f"{target_info.sparse}"),
     ]
     without_indexes = {source.backend, target.backend} & NO_INDEX_BACKENDS
     if without_indexes:
@@ -300,12 +303,15 @@ async def _scan(store: VectorStore, name: str, batch_size: int, progress: Progre
 
 
 def _fingerprint(point: Point, accumulator: DigestAccumulator) -> tuple[str, bytes, bytes]:
-    """The point checksum (as point_checksum computes it) and digests of its two halves."""
-    vector_bytes = np.asarray(point.vector, dtype="<f4").tobytes()
+    """The point checksum (as point_checksum computes it) and digests of its two halves: the
+    vectors (dense and sparse) and the payload."""
+    dense_bytes = np.asarray(point.vector, dtype="<f4").tobytes()
+    sparse = b"" if point.sparse is None else sparse_bytes(point.sparse)
     payload_bytes = canonical_json(point.payload).encode("utf-8")
     checksum = hashlib.sha256(
-        point.id.encode("utf-8") + vector_bytes + payload_bytes
+        point.id.encode("utf-8") + dense_bytes + payload_bytes + sparse
     ).hexdigest()
+    vector_bytes = dense_bytes + sparse
     accumulator.add(checksum)
     return (
         checksum,
@@ -362,7 +368,11 @@ async def _fix_one(
     before = await _info_or_none(target, name)
     try:
         await target.ensure_collection(
-            name, source_info.dimension, source_info.distance, source_info.payload_indexes
+            name,
+            source_info.dimension,
+            source_info.distance,
+            source_info.payload_indexes,
+            source_info.sparse,
         )
     except EmailSenderError as exc:
         fixed.problems.append(f"cannot align the target collection: {exc}")

@@ -45,13 +45,17 @@ from email_sender.errors import (
 )
 from email_sender.vectors.store import (
     PAYLOAD_INDEX_TYPES,
+    SPARSE_VECTOR,
     CollectionInfo,
     Condition,
     MatchAny,
     MatchValue,
     Point,
+    PreparedPoint,
     Range,
     ScoredPoint,
+    SparseVector,
+    as_sparse,
     as_vector,
     check_collection_name,
     check_dimension,
@@ -59,6 +63,7 @@ from email_sender.vectors.store import (
     check_limit,
     check_payload_indexes,
     native_point_id,
+    no_sparse_vector,
     parse_filter,
     point_id,
     prepare_points,
@@ -81,6 +86,7 @@ class _Collection:
     dimension: int
     distance: str
     points_count: int
+    sparse: bool
 
 
 class EdgeVectorStore:
@@ -107,6 +113,7 @@ class EdgeVectorStore:
         dimension: int,
         distance: str = "Cosine",
         payload_indexes: Mapping[str, str] | None = None,
+        sparse: bool = False,
     ) -> None:
         check_collection_name(name)
         check_dimension(dimension)
@@ -117,11 +124,16 @@ class EdgeVectorStore:
             if name not in self._collections and not self._exists(name):
                 with self._engine_errors(name):
                     self._collections[name] = await asyncio.to_thread(
-                        self._create, name, dimension, distance
+                        self._create, name, dimension, distance, sparse
                     )
                 logger.info(
                     "collection_created",
-                    extra={"collection": name, "dimension": dimension, "distance": distance},
+                    extra={
+                        "collection": name,
+                        "dimension": dimension,
+                        "distance": distance,
+                        "sparse": sparse,
+                    },
                 )
         collection = await self._collection(name)
         if collection.dimension != dimension:
@@ -146,7 +158,11 @@ class EdgeVectorStore:
             distance=collection.distance,
             payload_indexes=_index_types(info.payload_schema),
             backend=BACKEND,
+            sparse=collection.sparse,
         )
+
+    async def has_sparse(self, name: str) -> bool:
+        return (await self._collection(name)).sparse
 
     async def list_collections(self) -> list[str]:
         if not self.path.is_dir():
@@ -156,7 +172,7 @@ class EdgeVectorStore:
 
     async def upsert(self, name: str, points: Sequence[Point], wait: bool = True) -> None:
         collection = await self._collection(name)
-        prepared = prepare_points(points, collection.dimension)
+        prepared = prepare_points(points, collection.dimension, collection.sparse)
         if not prepared:
             return
         with self._engine_errors(name):
@@ -180,6 +196,31 @@ class EdgeVectorStore:
             with_payload=True,
             with_vector=False,
         )
+        return await self._search(name, collection, request)
+
+    async def search_sparse(
+        self,
+        name: str,
+        vector: SparseVector,
+        limit: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPoint]:
+        collection = await self._collection(name)
+        query = as_sparse(vector)
+        if not collection.sparse:
+            raise no_sparse_vector(name)
+        request = qe.SearchRequest(
+            query=qe.Query.Nearest(_edge_sparse(query), using=SPARSE_VECTOR),
+            limit=check_limit(limit),
+            filter=_edge_filter(parse_filter(filter)),
+            with_payload=True,
+            with_vector=False,
+        )
+        return await self._search(name, collection, request)
+
+    async def _search(
+        self, name: str, collection: _Collection, request: qe.SearchRequest
+    ) -> list[ScoredPoint]:
         with self._engine_errors(name):
             if collection.points_count <= self.inline_search_max_points:
                 hits = collection.shard.search(request)
@@ -287,18 +328,25 @@ class EdgeVectorStore:
     def _exists(self, name: str) -> bool:
         return (self.path / name / CONFIG_FILE).is_file()
 
-    def _create(self, name: str, dimension: int, distance: str) -> _Collection:
+    def _create(self, name: str, dimension: int, distance: str, sparse: bool) -> _Collection:
         params = qe.EdgeVectorParams(size=dimension, distance=getattr(qe.Distance, distance))
-        shard = qe.EdgeShard.create(str(self.path / name), qe.EdgeConfig(vectors=params))
-        return _Collection(shard, dimension, distance, 0)
+        sparse_params = (
+            {SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if sparse else None
+        )
+        config = qe.EdgeConfig(vectors=params, sparse_vectors=sparse_params)
+        shard = qe.EdgeShard.create(str(self.path / name), config)
+        return _Collection(shard, dimension, distance, 0, sparse)
 
     def _load(self, name: str) -> _Collection:
         directory = self.path / name
         config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
         params = config["vectors"][""]
+        sparse = SPARSE_VECTOR in (config.get("sparse_vectors") or {})
         shard = qe.EdgeShard.load(str(directory))
         points_count = shard.info().points_count
-        return _Collection(shard, int(params["size"]), str(params["distance"]), points_count)
+        return _Collection(
+            shard, int(params["size"]), str(params["distance"]), points_count, sparse
+        )
 
     @contextlib.contextmanager
     def _engine_errors(self, name: str) -> Iterator[None]:
@@ -387,12 +435,10 @@ def _schema_name(data_type: qe.PayloadSchemaType) -> str:
     return str(data_type).rsplit(".", 1)[-1].lower()
 
 
-def _write_points(
-    shard: qe.EdgeShard, prepared: list[tuple[str, np.ndarray, dict]], wait: bool
-) -> int:
+def _write_points(shard: qe.EdgeShard, prepared: list[PreparedPoint], wait: bool) -> int:
     points = [
-        qe.Point(native_point_id(pid), vector.tolist(), payload)
-        for pid, vector, payload in prepared
+        qe.Point(native_point_id(point.id), _edge_vector(point), point.payload)
+        for point in prepared
     ]
     shard.update(qe.UpdateOperation.upsert_points(points))
     if wait:
@@ -412,9 +458,28 @@ def _flush_and_close(shard: qe.EdgeShard) -> None:
     shard.close()
 
 
+def _edge_vector(point: PreparedPoint) -> qe.Vector:
+    if point.sparse is None:
+        return point.vector.tolist()
+    return {"": point.vector.tolist(), SPARSE_VECTOR: _edge_sparse(point.sparse)}
+
+
+def _edge_sparse(vector: SparseVector) -> qe.SparseVector:
+    return qe.SparseVector(list(vector.indices), list(vector.values))
+
+
 def _point(record: qe.Record, with_vector: bool) -> Point:
-    vector = np.asarray(record.vector, dtype=np.float32) if with_vector else None
-    return Point(str(record.id), vector, dict(record.payload or {}))
+    if not with_vector:
+        return Point(str(record.id), None, dict(record.payload or {}))
+    stored: Any = record.vector
+    sparse = None
+    if isinstance(stored, dict):
+        found = stored.get(SPARSE_VECTOR)
+        if isinstance(found, qe.SparseVector):
+            sparse = as_sparse(SparseVector(tuple(found.indices), tuple(found.values)))
+        stored = stored[""]
+    vector = np.asarray(stored, dtype=np.float32)
+    return Point(str(record.id), vector, dict(record.payload or {}), sparse)
 
 
 def _edge_filter(conditions: list[Condition]) -> qe.Filter | None:

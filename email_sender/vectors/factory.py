@@ -36,6 +36,7 @@ EMAIL_PAYLOAD_INDEXES: dict[str, str] = {
     "status": "keyword",
     "created_at": "float",
     "embedding_model": "keyword",
+    "lang": "keyword",
 }
 TASK_PAYLOAD_INDEXES: dict[str, str] = {"created_at": "float"}
 
@@ -61,8 +62,12 @@ def build_vector_store(settings: Settings) -> VectorStore:
 async def ensure_collections(
     store: VectorStore, collections: CollectionSettings, dimension: int
 ) -> None:
-    """Create the email and task collections with their payload indexes, or check them."""
-    await store.ensure_collection(collections.emails, dimension, "Cosine", EMAIL_PAYLOAD_INDEXES)
+    """Create the email and task collections with their payload indexes, or check them.
+
+    Emails are searched by their words too: their collection has the sparse vector."""
+    await store.ensure_collection(
+        collections.emails, dimension, "Cosine", EMAIL_PAYLOAD_INDEXES, sparse=True
+    )
     await store.ensure_collection(collections.tasks, dimension, "Cosine", TASK_PAYLOAD_INDEXES)
 
 

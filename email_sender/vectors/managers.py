@@ -30,6 +30,7 @@ from email_sender.managers import Health, State
 from email_sender.settings import Settings
 from email_sender.vectors.embedders import Embedder, LocalEmbedder, build_embedder
 from email_sender.vectors.factory import build_vector_store, ensure_collections
+from email_sender.vectors.sparse import TextAnalyser
 from email_sender.vectors.store import VectorStore
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,9 @@ class QdrantManager:
         self.embedder = embedder
         self.store_factory = store_factory
         self.store: VectorStore | None = None
+        self.analyser = TextAnalyser(settings.search.languages)
+        # Set once the email collection is known to lack the sparse vector.
+        self.upgrade_pending = False
         self._ensured = False
         self._ensure_lock = asyncio.Lock()
         self.counts: dict[str, int] = {}
@@ -191,6 +195,17 @@ class QdrantManager:
             if self._ensured or self.store is None:
                 return
             await ensure_collections(self.store, self.settings.collections, self.embedder.dimension)
+            emails = self.settings.collections.emails
+            self.upgrade_pending = not await self.store.has_sparse(emails)
+            if self.upgrade_pending:
+                logger.warning(
+                    "collection_upgrade_pending",
+                    extra={
+                        "collection": emails,
+                        "reason": "made before search by words; hybrid search answers densely",
+                        "fix": "email-sender vectors reindex",
+                    },
+                )
             self._ensured = True
             self.last_error = None
 
@@ -220,6 +235,8 @@ class QdrantManager:
                 State.DEGRADED, f"{where.strip()}: {store_error_kind(exc)}", self.last_error
             )
         counts = ", ".join(f"{name} {count}" for name, count in self.counts.items())
+        if self.upgrade_pending:
+            counts += f"; {self.settings.collections.emails} upgrade pending (vectors reindex)"
         return Health(State.RUNNING, f"{where.strip()}: {counts}")
 
     def info(self) -> dict[str, Any]:
@@ -227,4 +244,6 @@ class QdrantManager:
             "backend": self.store.backend if self.store else None,
             "collections": dict(self.counts),
             "dimension": self.embedder.dimension,
+            "languages": self.analyser.languages,
+            "upgrade_pending": self.upgrade_pending,
         }

@@ -21,7 +21,8 @@ from email_sender.db.schema import emails, tasks
 from email_sender.mail.html import html_to_text as readable_text
 from email_sender.mail.message import address_of
 from email_sender.vectors.checksums import point_checksum
-from email_sender.vectors.store import Point
+from email_sender.vectors.sparse import MAX_SPARSE_CHARS, Analysed
+from email_sender.vectors.store import Point, SparseVector
 
 DIRECTION_OUTBOUND = "outbound"
 SNIPPET_CHARS = 200
@@ -73,11 +74,13 @@ def body_text(text: str | None, html: str | None) -> str:
     return ""
 
 
-def document_text(subject: str | None, text: str | None, html: str | None) -> str:
+def document_text(
+    subject: str | None, text: str | None, html: str | None, limit: int = MAX_EMBED_CHARS
+) -> str:
     """What is embedded for an email: its subject, a blank line, its body."""
     body = body_text(text, html)
     combined = f"{subject or ''}\n\n{body}".strip()
-    return combined[:MAX_EMBED_CHARS]
+    return combined[:limit]
 
 
 def snippet(text: str | None, html: str | None, limit: int = SNIPPET_CHARS) -> str:
@@ -106,7 +109,7 @@ def campaign_of(
     return None
 
 
-def email_payload(row: Any, embedding_model: str) -> dict[str, Any]:
+def email_payload(row: Any, embedding_model: str, language: str | None = None) -> dict[str, Any]:
     """The payload of an email point, without its checksum.
 
     ``status`` is the email's status when it was indexed: delivery does not rewrite payloads,
@@ -124,11 +127,17 @@ def email_payload(row: Any, embedding_model: str) -> dict[str, Any]:
         "status": row.status,
         "created_at": round(float(row.created_at), TIME_DECIMALS),
         "embedding_model": embedding_model,
+        **({} if language is None else {"lang": language}),
     }
 
 
 def email_document(row: Any) -> str:
     return document_text(row.subject, row.text_body, row.html_body)
+
+
+def email_words(row: Any) -> str:
+    """What an email's sparse vector is made of: the same text, less cut short."""
+    return document_text(row.subject, row.text_body, row.html_body, MAX_SPARSE_CHARS)
 
 
 def task_payload(row: Any, embedding_model: str) -> dict[str, Any]:
@@ -143,18 +152,29 @@ def task_payload(row: Any, embedding_model: str) -> dict[str, Any]:
     }
 
 
-def checked_point(point_id: str, vector: np.ndarray, payload: dict[str, Any]) -> Point:
-    """A point whose payload carries the checksum of (id, vector, payload)."""
+def checked_point(
+    point_id: str,
+    vector: np.ndarray,
+    payload: dict[str, Any],
+    sparse: SparseVector | None = None,
+) -> Point:
+    """A point whose payload carries the checksum of (id, vector, payload, sparse vector)."""
     vector32 = np.asarray(vector, dtype=np.float32)
-    return Point(
-        point_id, vector32, {**payload, "checksum": point_checksum(point_id, vector32, payload)}
-    )
+    checksum = point_checksum(point_id, vector32, payload, sparse)
+    return Point(point_id, vector32, {**payload, "checksum": checksum}, sparse)
 
 
-def email_points(rows: Sequence[Any], vectors: np.ndarray, embedding_model: str) -> list[Point]:
+def email_points(
+    rows: Sequence[Any],
+    vectors: np.ndarray,
+    embedding_model: str,
+    analysed: Sequence[Analysed],
+) -> list[Point]:
     return [
-        checked_point(str(row.id), vector, email_payload(row, embedding_model))
-        for row, vector in zip(rows, vectors, strict=True)
+        checked_point(
+            str(row.id), vector, email_payload(row, embedding_model, words.language), words.sparse
+        )
+        for row, vector, words in zip(rows, vectors, analysed, strict=True)
     ]
 
 

@@ -38,7 +38,12 @@ from email_sender.errors import EmailSenderError, EmbedderUnavailable, VectorSto
 from email_sender.managers import Health, State
 from email_sender.settings import VectorProcessorSettings
 from email_sender.vectors.managers import EmbedderManager, QdrantManager
-from email_sender.vectors.payloads import EMAIL_COLUMNS, email_document, email_points
+from email_sender.vectors.payloads import (
+    EMAIL_COLUMNS,
+    email_document,
+    email_points,
+    email_words,
+)
 from email_sender.vectors.store import VectorStore
 
 logger = logging.getLogger(__name__)
@@ -195,7 +200,10 @@ class VectorProcessor:
 
     async def _index(self, store: VectorStore, rows: Sequence[Any]) -> None:
         vectors = await self.embedder.embed([email_document(row) for row in rows])
-        points = email_points(rows, vectors, self.embedder.model)
+        analysed = await self.qdrant.analyser.analyse_off_loop(
+            [email_words(row) for row in rows], await store.has_sparse(self.collection)
+        )
+        points = email_points(rows, vectors, self.embedder.model, analysed)
         await store.upsert(self.collection, points, wait=True)
         ids = [str(row.id) for row in rows]
         async with self.db.transaction() as connection:

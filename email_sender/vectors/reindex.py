@@ -32,8 +32,10 @@ from email_sender.vectors.payloads import (
     TASK_COLUMNS,
     email_document,
     email_points,
+    email_words,
     task_points,
 )
+from email_sender.vectors.sparse import TextAnalyser
 from email_sender.vectors.store import VectorStore
 
 logger = logging.getLogger(__name__)
@@ -74,10 +76,14 @@ async def reindex(
     collections: CollectionSettings,
     name: str,
     *,
+    analyser: TextAnalyser | None = None,
     batch_size: int = 256,
     progress: Callable[[int], None] | None = None,
 ) -> ReindexResult:
-    """Drop ``name``, recreate it with the embedder's dimension, and fill it from SQL."""
+    """Drop ``name``, recreate it with the embedder's dimension, and fill it from SQL.
+
+    The email collection comes back with its sparse vector, whatever it had before: this is how
+    a collection made before search by words is upgraded."""
     table = _table(collections, name)
     is_emails = table is emails
     started = time.perf_counter()
@@ -85,11 +91,12 @@ async def reindex(
     await _mark_all_pending(db, table)
     try:
         await store.delete_collection(name)
-        await store.ensure_collection(name, embedder.dimension, "Cosine", indexes)
+        await store.ensure_collection(name, embedder.dimension, "Cosine", indexes, is_emails)
         if is_emails:
             # Received mail shares the collection; the inbound manager indexes it again.
             await _mark_inbound_pending(db)
-        done = await _fill(db, store, embedder, table, name, batch_size, progress)
+        words = analyser or TextAnalyser()
+        done = await _fill(db, store, embedder, words, table, name, batch_size, progress)
         await store.optimize(name)
     except BaseException:
         # Rows not reached yet go back to the processor now rather than after the claim.
@@ -105,6 +112,7 @@ async def _fill(
     db: Database,
     store: VectorStore,
     embedder: Embedder,
+    analyser: TextAnalyser,
     table: Table,
     name: str,
     batch_size: int,
@@ -130,7 +138,9 @@ async def _fill(
             break
         if is_emails:
             vectors = await embedder.embed([email_document(row) for row in rows])
-            points = email_points(rows, vectors, embedder.model)
+            words = [email_words(row) for row in rows]
+            analysed = await analyser.analyse_off_loop(words, sparse=True)
+            points = email_points(rows, vectors, embedder.model, analysed)
         else:
             vectors = await embedder.embed([row.text for row in rows])
             points = task_points(rows, vectors, embedder.model)

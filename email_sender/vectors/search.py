@@ -1,4 +1,11 @@
-"""Semantic search over indexed emails, similar emails, and the near-duplicate guard.
+"""Search over indexed emails, similar emails, and the near-duplicate guard.
+
+A text query is answered in one of three modes: ``dense`` (the nearest vectors: meaning),
+``sparse`` (BM25 over the emails' words, see :mod:`~email_sender.vectors.sparse`) or ``hybrid``,
+the default: both, fused by :func:`~email_sender.vectors.fusion.fuse` so that a rare word that
+matches wins and meaning decides when none does. A vector query is dense. On a collection made
+before the sparse vector existed, hybrid answers densely and sparse is refused (409) until
+``vectors reindex`` rebuilds it.
 
 Query texts are embedded once per ``vector_cache.ttl``: a TTL cache keyed by model and text
 (``vector_cache.max_size`` entries, 0 turns it off) saves the embedder for repeated queries.
@@ -33,6 +40,7 @@ from email_sender.db.schema import emails, inbound_messages
 from email_sender.errors import NotFound, ValidationError, VectorError
 from email_sender.mail.message import PreparedEmail
 from email_sender.settings import Settings
+from email_sender.vectors.fusion import fuse
 from email_sender.vectors.managers import EmbedderManager, QdrantManager
 from email_sender.vectors.payloads import (
     bare_addresses,
@@ -53,7 +61,10 @@ from email_sender.vectors.tasks import TaskService
 
 logger = logging.getLogger(__name__)
 
+MODES = ("hybrid", "dense", "sparse")
 DEDUPE_CANDIDATES = 10
+# Candidates each ranking brings to the fusion.
+FUSION_CANDIDATES = 50
 # A status filter reads candidates in pages of limit x this, growing by the same factor, up to
 # STATUS_CANDIDATES_MAX points: past that, a status that rare is better asked of SQL directly.
 STATUS_OVERSAMPLE = 4
@@ -118,15 +129,26 @@ class SearchService:
         vector: Sequence[float] | None = None,
         limit: int = 10,
         filter: Mapping[str, Any] | None = None,
+        mode: str = "hybrid",
     ) -> list[dict[str, Any]]:
-        """Emails nearest to a text or a vector, each with score, subject, snippet, payload."""
+        """Emails matching a text or nearest to a vector, each with score, subject, snippet,
+        payload."""
         started = time.perf_counter()
-        query_vector = await self.query_vector(query, vector)
+        if mode not in MODES:
+            raise ValidationError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
+        if mode == "sparse" and query is None:
+            raise ValidationError("mode", "sparse search matches words: give a query text")
         store = await self.qdrant.ready_store()
         others, statuses = _split_status(filter)
-        if statuses is None:
+        if query is not None and mode != "dense" and (
+            mode == "sparse" or await store.has_sparse(self.collection)
+        ):
+            hits = await self._search_words(store, query, mode, limit, others, statuses)
+        elif statuses is None:
+            query_vector = await self.query_vector(query, vector)
             hits = await store.search(self.collection, query_vector, limit=limit, filter=filter)
         else:
+            query_vector = await self.query_vector(query, vector)
             hits = await self._search_current_status(store, query_vector, limit, others, statuses)
         results = await self._with_sql(hits)
         metrics.vector_search_duration.observe(time.perf_counter() - started)
@@ -182,6 +204,28 @@ class SearchService:
                     "score": round(hit.score, 4),
                 }
         return None
+
+    async def _search_words(
+        self,
+        store: VectorStore,
+        query: str,
+        mode: str,
+        limit: int,
+        others: Mapping[str, Any],
+        statuses: tuple[str, ...] | None,
+    ) -> list[ScoredPoint]:
+        """Sparse or hybrid: the candidates of each ranking, fused, then kept by status."""
+        fetch = max(check_limit(limit) * (STATUS_OVERSAMPLE if statuses else 1), FUSION_CANDIDATES)
+        words = self.qdrant.analyser.query(query)
+        hits = await store.search_sparse(self.collection, words, limit=fetch, filter=others or None)
+        if mode == "hybrid":
+            vector = await self.embed_query(query)
+            dense = await store.search(self.collection, vector, limit=fetch, filter=others or None)
+            hits = fuse(dense, hits, fetch)
+        if statuses is not None:
+            wanted = await self._with_status([hit.id for hit in hits], statuses)
+            hits = [hit for hit in hits if hit.id in wanted]
+        return hits[:limit]
 
     async def _search_current_status(
         self,

@@ -36,12 +36,16 @@ from email_sender.errors import (
 )
 from email_sender.settings import mask_secrets
 from email_sender.vectors.store import (
+    SPARSE_VECTOR,
     CollectionInfo,
     Condition,
     MatchAny,
     MatchValue,
     Point,
+    PreparedPoint,
     ScoredPoint,
+    SparseVector,
+    as_sparse,
     as_vector,
     check_collection_name,
     check_dimension,
@@ -49,6 +53,7 @@ from email_sender.vectors.store import (
     check_limit,
     check_payload_indexes,
     native_point_id,
+    no_sparse_vector,
     parse_filter,
     point_id,
     prepare_points,
@@ -84,7 +89,8 @@ class ServerVectorStore:
         # Named in error messages, which reach logs and API answers: never with a password.
         self.where = mask_secrets(url) if url else location or str(path)
         self.timeout = timeout
-        self._dimensions: dict[str, int] = {}
+        # Each collection's (dimension, has a sparse vector), read once from the server.
+        self._shapes: dict[str, tuple[int, bool]] = {}
         with self._client_errors():
             self._client = self._connect(
                 url, api_key, prefer_grpc, location, path, max_connections, idle_timeout
@@ -127,6 +133,7 @@ class ServerVectorStore:
         dimension: int,
         distance: str = "Cosine",
         payload_indexes: Mapping[str, str] | None = None,
+        sparse: bool = False,
     ) -> None:
         check_collection_name(name)
         check_dimension(dimension)
@@ -134,7 +141,7 @@ class ServerVectorStore:
         indexes = check_payload_indexes(payload_indexes)
         with self._client_errors(name):
             if not await self._client.collection_exists(name):
-                await self._create(name, dimension, distance)
+                await self._create(name, dimension, distance, sparse)
         info = await self.collection_info(name)
         if info.dimension != dimension:
             raise DimensionMismatch(dimension, info.dimension)
@@ -145,16 +152,25 @@ class ServerVectorStore:
             )
         await self._add_missing_indexes(name, indexes, info.payload_indexes)
 
-    async def _create(self, name: str, dimension: int, distance: str) -> None:
+    async def _create(self, name: str, dimension: int, distance: str, sparse: bool) -> None:
         params = models.VectorParams(size=dimension, distance=models.Distance(distance))
+        idf = models.SparseVectorParams(modifier=models.Modifier.IDF)
+        sparse_params = {SPARSE_VECTOR: idf} if sparse else None
         try:
-            await self._client.create_collection(name, vectors_config=params)
+            await self._client.create_collection(
+                name, vectors_config=params, sparse_vectors_config=sparse_params
+            )
         except UnexpectedResponse as exc:
             if exc.status_code != 409:  # created meanwhile by another node: fine
                 raise
         logger.info(
             "collection_created",
-            extra={"collection": name, "dimension": dimension, "distance": distance},
+            extra={
+                "collection": name,
+                "dimension": dimension,
+                "distance": distance,
+                "sparse": sparse,
+            },
         )
 
     async def _add_missing_indexes(
@@ -183,7 +199,8 @@ class ServerVectorStore:
             params = params.get("")
         if params is None:
             raise Conflict(f"collection {name!r} has no default dense vector", collection=name)
-        self._dimensions[name] = params.size
+        sparse = SPARSE_VECTOR in (info.config.params.sparse_vectors or {})
+        self._shapes[name] = (params.size, sparse)
         indexes = {
             key: str(_enum_value(schema.data_type)) for key, schema in info.payload_schema.items()
         }
@@ -194,7 +211,12 @@ class ServerVectorStore:
             distance=str(_enum_value(params.distance)),
             payload_indexes=indexes,
             backend=self.backend,
+            sparse=sparse,
         )
+
+    async def has_sparse(self, name: str) -> bool:
+        _, sparse = await self._shape(name)
+        return sparse
 
     async def list_collections(self) -> list[str]:
         with self._client_errors():
@@ -202,12 +224,15 @@ class ServerVectorStore:
         return sorted(collection.name for collection in response.collections)
 
     async def upsert(self, name: str, points: Sequence[Point], wait: bool = True) -> None:
-        prepared = prepare_points(points, await self._dimension(name))
+        dimension, sparse = await self._shape(name)
+        prepared = prepare_points(points, dimension, sparse)
         if not prepared:
             return
         structs = [
-            models.PointStruct(id=native_point_id(pid), vector=vector.tolist(), payload=payload)
-            for pid, vector, payload in prepared
+            models.PointStruct(
+                id=native_point_id(point.id), vector=_client_vector(point), payload=point.payload
+            )
+            for point in prepared
         ]
         with self._client_errors(name):
             await self._client.upsert(name, points=structs, wait=wait)
@@ -219,11 +244,37 @@ class ServerVectorStore:
         limit: int = 10,
         filter: Mapping[str, Any] | None = None,
     ) -> list[ScoredPoint]:
-        query = as_vector(vector, await self._dimension(name))
+        dimension, _ = await self._shape(name)
+        query = as_vector(vector, dimension)
         with self._client_errors(name):
             response = await self._client.query_points(
                 name,
                 query=query.tolist(),
+                limit=check_limit(limit),
+                query_filter=_client_filter(parse_filter(filter)),
+                with_payload=True,
+            )
+        return [
+            ScoredPoint(str(hit.id), float(hit.score), dict(hit.payload or {}))
+            for hit in response.points
+        ]
+
+    async def search_sparse(
+        self,
+        name: str,
+        vector: SparseVector,
+        limit: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPoint]:
+        query = as_sparse(vector)
+        _, sparse = await self._shape(name)
+        if not sparse:
+            raise no_sparse_vector(name)
+        with self._client_errors(name):
+            response = await self._client.query_points(
+                name,
+                query=_client_sparse(query),
+                using=SPARSE_VECTOR,
                 limit=check_limit(limit),
                 query_filter=_client_filter(parse_filter(filter)),
                 with_payload=True,
@@ -283,7 +334,7 @@ class ServerVectorStore:
 
     async def delete_collection(self, name: str) -> None:
         check_collection_name(name)
-        self._dimensions.pop(name, None)
+        self._shapes.pop(name, None)
         with self._client_errors(name):
             deleted = await self._client.delete_collection(name)
         if deleted:
@@ -298,10 +349,10 @@ class ServerVectorStore:
             await self._client.close()
         logger.info("vector_store_closed", extra={"backend": self.backend})
 
-    async def _dimension(self, name: str) -> int:
-        if name not in self._dimensions:
+    async def _shape(self, name: str) -> tuple[int, bool]:
+        if name not in self._shapes:
             await self.collection_info(name)
-        return self._dimensions[name]
+        return self._shapes[name]
 
     @contextlib.contextmanager
     def _client_errors(self, collection: str | None = None) -> Iterator[None]:
@@ -338,7 +389,7 @@ class ServerVectorStore:
             return NotFound(f"collection {collection!r} does not exist", collection=collection)
         dimension = _DIMENSION_ERROR.search(text)
         if dimension:
-            self._dimensions.pop(collection or "", None)
+            self._shapes.pop(collection or "", None)
             return DimensionMismatch(int(dimension.group(2)), int(dimension.group(1)))
         if status == 408 or status == 504:
             return self._timeout()
@@ -405,12 +456,28 @@ def _enum_value(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
+def _client_vector(point: PreparedPoint) -> models.VectorStruct:
+    if point.sparse is None:
+        return point.vector.tolist()
+    return {"": point.vector.tolist(), SPARSE_VECTOR: _client_sparse(point.sparse)}
+
+
+def _client_sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
 def _point(record: models.Record, with_vector: bool) -> Point:
-    vector: np.ndarray | None = None
-    if with_vector:
-        raw = record.vector
-        vector = np.asarray(raw.get("") if isinstance(raw, dict) else raw, dtype=np.float32)
-    return Point(str(record.id), vector, dict(record.payload or {}))
+    if not with_vector:
+        return Point(str(record.id), None, dict(record.payload or {}))
+    raw: Any = record.vector
+    sparse = None
+    if isinstance(raw, dict):
+        found = raw.get(SPARSE_VECTOR)
+        if isinstance(found, models.SparseVector):
+            sparse = as_sparse(SparseVector(tuple(found.indices), tuple(found.values)))
+        raw = raw.get("")
+    vector = np.asarray(raw, dtype=np.float32)
+    return Point(str(record.id), vector, dict(record.payload or {}), sparse)
 
 
 def _client_filter(conditions: list[Condition]) -> models.Filter | None:

@@ -20,6 +20,14 @@ field, before the store is asked.
 
 Vectors are checked against the collection's dimension before any write or search: a mismatch
 raises :class:`~email_sender.errors.DimensionMismatch` and nothing is stored.
+
+Vectors
+-------
+A point's dense vector is the collection's default (unnamed) vector, as it has always been. A
+collection made with ``sparse=True`` also holds a sparse vector named :data:`SPARSE_VECTOR` with
+Qdrant's IDF modifier: the BM25 term weights of the text (see :mod:`email_sender.vectors.sparse`),
+searched with :meth:`VectorStore.search_sparse`. A collection made before that has no sparse
+vector: it still answers dense searches, and ``email-sender vectors reindex`` rebuilds it with one.
 """
 
 from __future__ import annotations
@@ -33,23 +41,38 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from email_sender.errors import DimensionMismatch, ValidationError
+from email_sender.errors import Conflict, DimensionMismatch, ValidationError
 
 DISTANCES = ("Cosine", "Dot", "Euclid", "Manhattan")
 PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool", "datetime", "text", "uuid", "geo")
 RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
 MAX_INTEGER_ID = 2**64 - 1
+MAX_SPARSE_INDEX = 2**32 - 1
+SPARSE_VECTOR = "bm25"
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+@dataclass(frozen=True, slots=True)
+class SparseVector:
+    """Term weights by term index, indices ascending and unique (see :func:`as_sparse`)."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 @dataclass(slots=True)
 class Point:
-    """One stored point. ``vector`` is None when read without vectors."""
+    """One stored point. ``vector`` is None when read without vectors; ``sparse`` is None when
+    read without vectors or when the point has no sparse vector."""
 
     id: str
     vector: np.ndarray | list[float] | None
     payload: dict[str, Any] = field(default_factory=dict)
+    sparse: SparseVector | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +92,7 @@ class CollectionInfo:
     distance: str
     payload_indexes: dict[str, str]
     backend: str
+    sparse: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The shape the API and the CLI show: Qdrant's collection fields, plus the backend."""
@@ -111,11 +135,19 @@ class VectorStore(Protocol):
         dimension: int,
         distance: str = "Cosine",
         payload_indexes: Mapping[str, str] | None = None,
+        sparse: bool = False,
     ) -> None:
-        """Create the collection when absent and add any missing payload index."""
+        """Create the collection when absent and add any missing payload index.
+
+        ``sparse`` gives a new collection the sparse vector; an existing collection without it
+        is left as it is (``collection_info(name).sparse`` tells), never refused."""
         ...
 
     async def collection_info(self, name: str) -> CollectionInfo: ...
+
+    async def has_sparse(self, name: str) -> bool:
+        """Whether the collection holds the sparse vector (cached: no round trip per call)."""
+        ...
 
     async def list_collections(self) -> list[str]: ...
 
@@ -128,6 +160,18 @@ class VectorStore(Protocol):
         limit: int = 10,
         filter: Mapping[str, Any] | None = None,
     ) -> list[ScoredPoint]: ...
+
+    async def search_sparse(
+        self,
+        name: str,
+        vector: SparseVector,
+        limit: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPoint]:
+        """The points whose sparse vectors score highest against ``vector`` (a dot product with
+        IDF weights); a point sharing no term with it is not returned. Conflict when the
+        collection has no sparse vector."""
+        ...
 
     async def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False
@@ -275,15 +319,80 @@ def as_vector(vector: np.ndarray | Sequence[float] | None, expected: int) -> np.
     return array
 
 
+def as_sparse(vector: SparseVector | Mapping[str, Any] | None) -> SparseVector:
+    """A checked sparse vector, indices sorted: from a SparseVector or ``{indices, values}``."""
+    if isinstance(vector, SparseVector):
+        indices, values = list(vector.indices), list(vector.values)
+    elif isinstance(vector, Mapping) and set(vector) == {"indices", "values"}:
+        indices, values = vector["indices"], vector["values"]
+    else:
+        raise ValidationError("sparse", "must be an object with indices and values")
+    if not isinstance(indices, list | tuple) or not isinstance(values, list | tuple):
+        raise ValidationError("sparse", "indices and values must be lists")
+    if len(indices) != len(values):
+        raise ValidationError("sparse", "indices and values must have the same length")
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise ValidationError("sparse.indices", "must be integers")
+        if not 0 <= index <= MAX_SPARSE_INDEX:
+            raise ValidationError("sparse.indices", "must be between 0 and 2**32 - 1")
+    if len(set(indices)) != len(indices):
+        raise ValidationError("sparse.indices", "must not repeat")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError("sparse.values", "must be numbers")
+        if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
+            raise ValidationError("sparse.values", "must be finite float32 numbers")
+    ordered = sorted(zip(indices, values, strict=True))
+    return SparseVector(
+        tuple(int(index) for index, _ in ordered),
+        tuple(float(np.float32(value)) for _, value in ordered),
+    )
+
+
+def no_sparse_vector(name: str) -> Conflict:
+    """What a sparse search on a collection without the sparse vector answers."""
+    return Conflict(
+        f"collection {name!r} has no sparse vector: rebuild it with email-sender vectors reindex",
+        collection=name,
+    )
+
+
 def check_limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValidationError("limit", "must be a positive integer")
     return limit
 
 
-def prepare_points(points: Sequence[Point], dimension: int) -> list[tuple[str, np.ndarray, dict]]:
-    """Check every point before anything is written, so a bad batch stores nothing."""
-    return [
-        (point_id(point.id), as_vector(point.vector, dimension), dict(point.payload or {}))
-        for point in points
-    ]
+@dataclass(frozen=True, slots=True)
+class PreparedPoint:
+    id: str
+    vector: np.ndarray
+    payload: dict[str, Any]
+    sparse: SparseVector | None
+
+
+def prepare_points(
+    points: Sequence[Point], dimension: int, sparse: bool = False
+) -> list[PreparedPoint]:
+    """Check every point before anything is written, so a bad batch stores nothing.
+
+    A sparse vector is refused by a collection without one (``sparse`` False): storing the
+    point without it would break the checksum its payload carries."""
+    prepared = []
+    for point in points:
+        if point.sparse is not None and not sparse:
+            raise ValidationError(
+                "sparse",
+                f"point {point.id}: the collection has no sparse vector "
+                "(email-sender vectors reindex rebuilds it with one)",
+            )
+        prepared.append(
+            PreparedPoint(
+                point_id(point.id),
+                as_vector(point.vector, dimension),
+                dict(point.payload or {}),
+                None if point.sparse is None else as_sparse(point.sparse),
+            )
+        )
+    return prepared

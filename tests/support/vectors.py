@@ -17,7 +17,13 @@ from email_sender.service import Service
 from email_sender.vectors.factory import build_vector_store
 from email_sender.vectors.managers import QdrantManager
 from email_sender.vectors.processor import VectorProcessor
-from email_sender.vectors.store import CollectionInfo, Point, ScoredPoint, VectorStore
+from email_sender.vectors.store import (
+    CollectionInfo,
+    Point,
+    ScoredPoint,
+    SparseVector,
+    VectorStore,
+)
 
 
 def fast_processor(node: Service) -> VectorProcessor:
@@ -45,10 +51,21 @@ class FlakyStore:
 
     async def ensure_collection(
         self, name: str, dimension: int, distance: str = "Cosine",
-        payload_indexes: Mapping[str, str] | None = None,
+        payload_indexes: Mapping[str, str] | None = None, sparse: bool = False,
     ) -> None:
         self._check()
-        await self.inner.ensure_collection(name, dimension, distance, payload_indexes)
+        await self.inner.ensure_collection(name, dimension, distance, payload_indexes, sparse)
+
+    async def has_sparse(self, name: str) -> bool:
+        self._check()
+        return await self.inner.has_sparse(name)
+
+    async def search_sparse(
+        self, name: str, vector: SparseVector, limit: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPoint]:
+        self._check()
+        return await self.inner.search_sparse(name, vector, limit, filter)
 
     async def collection_info(self, name: str) -> CollectionInfo:
         self._check()

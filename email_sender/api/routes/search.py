@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -81,11 +81,14 @@ class SearchIn(BaseModel):
     vector: list[float] | None = Field(None, min_length=1, max_length=65536)
     limit: int = Field(10, ge=1, le=100)
     filter: EmailFilter | None = None
+    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
 
     @model_validator(mode="after")
     def _query_or_vector(self) -> SearchIn:
         if (self.query is None) == (self.vector is None):
             raise ValueError("query, vector: give exactly one of query or vector")
+        if self.mode == "sparse" and self.query is None:
+            raise ValueError("mode: sparse search matches words, give a query text")
         return self
 
 
@@ -136,6 +139,7 @@ async def search(body: SearchIn, request: Request, _: ReadScope) -> dict[str, An
         vector=body.vector,
         limit=body.limit,
         filter=body.filter.flat() if body.filter else None,
+        mode=body.mode,
     )
     return {"results": results}
 

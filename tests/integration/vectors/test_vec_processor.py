@@ -92,10 +92,14 @@ async def test_accepted_emails_are_indexed_with_their_payload(
         "status": payload["status"],
         "created_at": payload["created_at"],
         "embedding_model": "hashing-384",
+        "lang": "en",
     }
     assert payload["status"] in ("queued", "sending", "sent")
     assert isinstance(payload["created_at"], float)
-    assert checksum == point_checksum(first.id, first.vector, payload)
+    # The words of the email, analysed in English, are its sparse vector, under its checksum.
+    assert first.sparse is not None and len(first.sparse) > 3
+    assert checksum == point_checksum(first.id, first.vector, payload, first.sparse)
+    assert checksum != point_checksum(first.id, first.vector, payload)
     assert points[ids[1]].payload["campaign"] == "from-header"
     assert points[ids[2]].payload["campaign"] is None
 
