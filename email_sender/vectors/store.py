@@ -49,6 +49,7 @@ RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
 MAX_INTEGER_ID = 2**64 - 1
 MAX_SPARSE_INDEX = 2**32 - 1
 SPARSE_VECTOR = "bm25"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -341,7 +342,7 @@ def as_sparse(vector: SparseVector | Mapping[str, Any] | None) -> SparseVector:
     for value in values:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError("sparse.values", "must be numbers")
-        if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
             raise ValidationError("sparse.values", "must be finite float32 numbers")
     ordered = sorted(zip(indices, values, strict=True))
     return SparseVector(

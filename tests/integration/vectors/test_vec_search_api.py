@@ -117,6 +117,34 @@ async def test_text_search_ranks_and_filters(api: httpx.AsyncClient, corpus: lis
     assert len(everything.json()["results"]) == 4
 
 
+async def test_each_search_mode_answers_in_the_same_shape(
+    api: httpx.AsyncClient, corpus: list[str]
+) -> None:
+    # "backline" is in one email only: the words find it alone, whatever their order.
+    sparse = await api.post("/api/v1/search", json={"query": "Backline", "mode": "sparse"})
+    assert sparse.status_code == 200, sparse.text
+    assert [hit["id"] for hit in sparse.json()["results"]] == [corpus[2]]
+    assert sparse.json()["results"][0]["payload"]["lang"] == "en"
+    for mode in ("hybrid", "dense"):
+        answer = await api.post("/api/v1/search", json={"query": "backline", "mode": mode})
+        assert answer.status_code == 200, answer.text
+        results = answer.json()["results"]
+        assert results[0]["id"] == corpus[2]
+        assert set(results[0]) == {"id", "score", "subject", "snippet", "payload"}
+        # Meaning ranks every email; hybrid keeps them all after the one the word found.
+        assert len(results) == 4
+    by_tag = await api.post(
+        "/api/v1/search",
+        json={"query": "venue booked", "mode": "sparse", "filter": {"tags": "refusal"}},
+    )
+    assert [hit["id"] for hit in by_tag.json()["results"]] == [corpus[3]]
+    sent = await api.post(
+        "/api/v1/search",
+        json={"query": "backline", "mode": "hybrid", "filter": {"status": "failed"}},
+    )
+    assert sent.json()["results"] == []
+
+
 async def test_vector_search_and_similar(api: httpx.AsyncClient, corpus: list[str]) -> None:
     _, _, subject, text = CORPUS[1]
     vector = HashingEmbedder(384).embed_sync([document_text(subject, text, None)])[0]
@@ -212,6 +240,8 @@ async def test_a_vector_of_the_wrong_size_is_refused(
         ({"query": "x", "filter": {"tags": 3}}, "filter.tags"),
         ({"query": "x", "extra": 1}, "extra"),
         ({"vector": ["a"]}, "vector.0"),
+        ({"query": "x", "mode": "fuzzy"}, "mode"),
+        ({"vector": [0.1] * 384, "mode": "sparse"}, "mode"),
     ],
 )
 async def test_bad_search_bodies_name_the_field(
