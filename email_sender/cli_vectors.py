@@ -1,4 +1,4 @@
-"""``email-sender vectors …``: list collections, rebuild one from SQL."""
+"""``email-sender vectors …``: list collections, rebuild one from SQL, upgrade one in place."""
 
 from __future__ import annotations
 
@@ -117,4 +117,66 @@ async def _reindex(settings: Settings, name: str, batch_size: int, quiet: bool) 
         if store is not None:
             await store.close()
         await embedder.close()
+        await db.stop()
+
+
+@vectors_app.command("upgrade")
+def upgrade(
+    collection: Annotated[
+        str | None, typer.Option(help="Collection to upgrade (collections.emails by default).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Points per batch.")] = 256,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Add the sparse vector (search by words) to a collection made before it, keeping every
+    dense vector; each step is verified. Stop the service first.
+
+    A progress bar is drawn on a terminal; none in CI, in a pipe or with --json.
+    """
+    settings = load_settings(config, data_dir=data_dir)
+    name = collection or settings.collections.emails
+    result = asyncio.run(_upgrade(settings, name, batch_size, quiet=json_output))
+    if json_output:
+        typer.echo(json.dumps(result))
+    elif result["already"]:
+        typer.echo(f"✅ {name!r} already has its sparse vector ({result['points']} points)")
+    else:
+        typer.echo(
+            f"✅ upgraded {name!r}: {result['points']} points, {result['with_words']} with their "
+            f"words, in {result['seconds']} s"
+        )
+
+
+async def _upgrade(settings: Settings, name: str, batch_size: int, quiet: bool) -> dict[str, Any]:
+    from email_sender.db.engine import Database
+    from email_sender.errors import NotFound
+    from email_sender.ops.upgrade import upgrade as upgrade_collection
+    from email_sender.progress import progress_bar
+    from email_sender.vectors.factory import build_vector_store
+    from email_sender.vectors.sparse import TextAnalyser
+
+    db = Database(settings.database_url, pool_size=2)
+    store = None
+    try:
+        await db.start()
+        store = build_vector_store(settings)
+        try:
+            total = (await store.collection_info(name)).points_count
+        except NotFound:
+            total = 0  # resuming a swap: the staging collection holds the points
+        with progress_bar(f"upgrading {name}", total=total, quiet=quiet) as advance:
+            result = await upgrade_collection(
+                db,
+                store,
+                TextAnalyser(settings.search.languages),
+                name,
+                batch_size=batch_size,
+                progress=advance,
+            )
+        return result.as_dict()
+    finally:
+        if store is not None:
+            await store.close()
         await db.stop()
