@@ -251,6 +251,7 @@ class JsonlStore:
         vector: SparseVector,
         limit: int = 10,
         filter: Mapping[str, Any] | None = None,
+        with_terms: bool = False,
     ) -> list[ScoredPoint]:
         return await self.search(name, [], limit, filter)
 

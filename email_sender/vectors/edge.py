@@ -204,6 +204,7 @@ class EdgeVectorStore:
         vector: SparseVector,
         limit: int = 10,
         filter: Mapping[str, Any] | None = None,
+        with_terms: bool = False,
     ) -> list[ScoredPoint]:
         collection = await self._collection(name)
         query = as_sparse(vector)
@@ -214,7 +215,7 @@ class EdgeVectorStore:
             limit=check_limit(limit),
             filter=_edge_filter(parse_filter(filter)),
             with_payload=True,
-            with_vector=False,
+            with_vector=[SPARSE_VECTOR] if with_terms else False,
         )
         return await self._search(name, collection, request)
 
@@ -226,7 +227,10 @@ class EdgeVectorStore:
                 hits = collection.shard.search(request)
             else:
                 hits = await asyncio.to_thread(collection.shard.search, request)
-        return [ScoredPoint(str(hit.id), float(hit.score), dict(hit.payload or {})) for hit in hits]
+        return [
+            ScoredPoint(str(hit.id), float(hit.score), dict(hit.payload or {}), _hit_sparse(hit))
+            for hit in hits
+        ]
 
     async def retrieve(
         self, name: str, ids: Sequence[str], with_vectors: bool = False
@@ -466,6 +470,13 @@ def _edge_vector(point: PreparedPoint) -> qe.Vector:
 
 def _edge_sparse(vector: SparseVector) -> qe.SparseVector:
     return qe.SparseVector(list(vector.indices), list(vector.values))
+
+
+def _hit_sparse(hit: qe.ScoredPoint) -> SparseVector | None:
+    found = hit.vector.get(SPARSE_VECTOR) if isinstance(hit.vector, dict) else None
+    if not isinstance(found, qe.SparseVector):
+        return None
+    return SparseVector(tuple(found.indices), tuple(found.values))
 
 
 def _point(record: qe.Record, with_vector: bool) -> Point:

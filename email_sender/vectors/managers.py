@@ -18,6 +18,7 @@ import numpy as np
 
 from email_sender import metrics
 from email_sender.errors import (
+    DimensionMismatch,
     EmbedderUnavailable,
     NotFound,
     VectorStoreAuthError,
@@ -134,6 +135,22 @@ class EmbedderManager:
         return (await self.embed([text]))[0]
 
 
+class ModelDimensionMismatch(DimensionMismatch):
+    """The embedding model's vectors do not fit the collections already made."""
+
+    def __init__(self, model: str, got: int, expected: int) -> None:
+        super().__init__(got, expected)
+        self.message = (
+            f"embedder.model {model!r} gives {got}-d vectors but the collections hold "
+            f"{expected}-d ones: go back to the model they were made with, or rebuild them "
+            "with email-sender vectors reindex"
+        )
+        self.args = (self.message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class QdrantManager:
     """The ``qdrant_manager`` manager: opens the vector store and keeps its collections.
 
@@ -194,7 +211,12 @@ class QdrantManager:
         async with self._ensure_lock:
             if self._ensured or self.store is None:
                 return
-            await ensure_collections(self.store, self.settings.collections, self.embedder.dimension)
+            try:
+                await ensure_collections(
+                    self.store, self.settings.collections, self.embedder.dimension
+                )
+            except DimensionMismatch as exc:
+                raise ModelDimensionMismatch(self.embedder.model, exc.got, exc.expected) from exc
             emails = self.settings.collections.emails
             self.upgrade_pending = not await self.store.has_sparse(emails)
             if self.upgrade_pending:

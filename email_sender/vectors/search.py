@@ -48,6 +48,7 @@ from email_sender.vectors.payloads import (
     email_document,
     snippet,
 )
+from email_sender.vectors.sparse import query_vector
 from email_sender.vectors.store import (
     MatchAny,
     MatchValue,
@@ -216,12 +217,18 @@ class SearchService:
     ) -> list[ScoredPoint]:
         """Sparse or hybrid: the candidates of each ranking, fused, then kept by status."""
         fetch = max(check_limit(limit) * (STATUS_OVERSAMPLE if statuses else 1), FUSION_CANDIDATES)
-        words = self.qdrant.analyser.query(query)
-        hits = await store.search_sparse(self.collection, words, limit=fetch, filter=others or None)
+        terms = self.qdrant.analyser.query_terms(query)
+        hits = await store.search_sparse(
+            self.collection,
+            query_vector(terms),
+            limit=fetch,
+            filter=others or None,
+            with_terms=mode == "hybrid",
+        )
         if mode == "hybrid":
             vector = await self.embed_query(query)
             dense = await store.search(self.collection, vector, limit=fetch, filter=others or None)
-            hits = fuse(dense, hits, fetch)
+            hits = fuse(dense, hits, terms, fetch)
         if statuses is not None:
             wanted = await self._with_status([hit.id for hit in hits], statuses)
             hits = [hit for hit in hits if hit.id in wanted]

@@ -265,6 +265,7 @@ class ServerVectorStore:
         vector: SparseVector,
         limit: int = 10,
         filter: Mapping[str, Any] | None = None,
+        with_terms: bool = False,
     ) -> list[ScoredPoint]:
         query = as_sparse(vector)
         _, sparse = await self._shape(name)
@@ -278,9 +279,10 @@ class ServerVectorStore:
                 limit=check_limit(limit),
                 query_filter=_client_filter(parse_filter(filter)),
                 with_payload=True,
+                with_vectors=[SPARSE_VECTOR] if with_terms else False,
             )
         return [
-            ScoredPoint(str(hit.id), float(hit.score), dict(hit.payload or {}))
+            ScoredPoint(str(hit.id), float(hit.score), dict(hit.payload or {}), _hit_sparse(hit))
             for hit in response.points
         ]
 
@@ -464,6 +466,13 @@ def _client_vector(point: PreparedPoint) -> models.VectorStruct:
 
 def _client_sparse(vector: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
+def _hit_sparse(hit: models.ScoredPoint) -> SparseVector | None:
+    found = hit.vector.get(SPARSE_VECTOR) if isinstance(hit.vector, dict) else None
+    if not isinstance(found, models.SparseVector):
+        return None
+    return SparseVector(tuple(found.indices), tuple(found.values))
 
 
 def _point(record: models.Record, with_vector: bool) -> Point:

@@ -93,13 +93,16 @@ class TextAnalyser:
         embedded = self._models[language].embed_document(text[:MAX_SPARSE_CHARS])
         return as_sparse(SparseVector(tuple(embedded.indices), tuple(embedded.values)))
 
+    def query_terms(self, text: str) -> dict[str, frozenset[int]]:
+        """The query's terms as each configured language analyses them."""
+        return {
+            code: frozenset(model.embed_query(text[:MAX_SPARSE_CHARS]).indices)
+            for code, model in self._models.items()
+        }
+
     def query(self, text: str) -> SparseVector:
         """The union of the query's terms in every configured language, each of weight 1."""
-        terms: set[int] = set()
-        for model in self._models.values():
-            terms.update(model.embed_query(text[:MAX_SPARSE_CHARS]).indices)
-        ordered = tuple(sorted(terms))
-        return SparseVector(ordered, (1.0,) * len(ordered))
+        return query_vector(self.query_terms(text))
 
     def analyse(self, texts: Sequence[str], sparse: bool) -> list[Analysed]:
         analysed = []
@@ -111,3 +114,9 @@ class TextAnalyser:
     async def analyse_off_loop(self, texts: Sequence[str], sparse: bool) -> list[Analysed]:
         """:meth:`analyse` in a worker thread."""
         return await asyncio.to_thread(self.analyse, list(texts), sparse)
+
+
+def query_vector(terms: dict[str, frozenset[int]]) -> SparseVector:
+    """The union of a query's terms in every language, each of weight 1."""
+    ordered = tuple(sorted(frozenset().union(*terms.values())))
+    return SparseVector(ordered, (1.0,) * len(ordered))

@@ -78,11 +78,13 @@ class Point:
 
 @dataclass(frozen=True, slots=True)
 class ScoredPoint:
-    """A search hit: higher score is closer, whatever the distance."""
+    """A search hit: higher score is closer, whatever the distance. ``sparse`` is the point's
+    sparse vector when a sparse search was asked ``with_terms``."""
 
     id: str
     score: float
     payload: dict[str, Any]
+    sparse: SparseVector | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +170,11 @@ class VectorStore(Protocol):
         vector: SparseVector,
         limit: int = 10,
         filter: Mapping[str, Any] | None = None,
+        with_terms: bool = False,
     ) -> list[ScoredPoint]:
         """The points whose sparse vectors score highest against ``vector`` (a dot product with
-        IDF weights); a point sharing no term with it is not returned. Conflict when the
-        collection has no sparse vector."""
+        IDF weights); a point sharing no term with it is not returned. ``with_terms`` returns
+        each hit's sparse vector too. Conflict when the collection has no sparse vector."""
         ...
 
     async def retrieve(

@@ -62,10 +62,10 @@ class FlakyStore:
 
     async def search_sparse(
         self, name: str, vector: SparseVector, limit: int = 10,
-        filter: Mapping[str, Any] | None = None,
+        filter: Mapping[str, Any] | None = None, with_terms: bool = False,
     ) -> list[ScoredPoint]:
         self._check()
-        return await self.inner.search_sparse(name, vector, limit, filter)
+        return await self.inner.search_sparse(name, vector, limit, filter, with_terms)
 
     async def collection_info(self, name: str) -> CollectionInfo:
         self._check()
