@@ -38,9 +38,10 @@ def collections(
     if not items:
         typer.echo("no collections")
     for item in items:
+        words = ", with words (sparse bm25)" if item["sparse"] else ""
         typer.echo(
             f"{item['name']}: {item['points_count']} points, {item['dimension']}-d "
-            f"{item['distance']}, {item['backend']}"
+            f"{item['distance']}{words}, {item['backend']}"
         )
 
 

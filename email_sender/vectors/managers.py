@@ -225,7 +225,7 @@ class QdrantManager:
                     extra={
                         "collection": emails,
                         "reason": "made before search by words; hybrid search answers densely",
-                        "fix": "email-sender vectors reindex",
+                        "fix": "email-sender vectors upgrade",
                     },
                 )
             self._ensured = True
@@ -258,7 +258,7 @@ class QdrantManager:
             )
         counts = ", ".join(f"{name} {count}" for name, count in self.counts.items())
         if self.upgrade_pending:
-            counts += f"; {self.settings.collections.emails} upgrade pending (vectors reindex)"
+            counts += f"; {self.settings.collections.emails} upgrade pending (vectors upgrade)"
         return Health(State.RUNNING, f"{where.strip()}: {counts}")
 
     def info(self) -> dict[str, Any]:

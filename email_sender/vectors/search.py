@@ -5,7 +5,7 @@ A text query is answered in one of three modes: ``dense`` (the nearest vectors: 
 the default: both, fused by :func:`~email_sender.vectors.fusion.fuse` so that a rare word that
 matches wins and meaning decides when none does. A vector query is dense. On a collection made
 before the sparse vector existed, hybrid answers densely and sparse is refused (409) until
-``vectors reindex`` rebuilds it.
+``vectors upgrade`` adds the sparse vector.
 
 Query texts are embedded once per ``vector_cache.ttl``: a TTL cache keyed by model and text
 (``vector_cache.max_size`` entries, 0 turns it off) saves the embedder for repeated queries.
@@ -48,7 +48,7 @@ from email_sender.vectors.payloads import (
     email_document,
     snippet,
 )
-from email_sender.vectors.sparse import query_vector
+from email_sender.vectors.sparse import union_of_terms
 from email_sender.vectors.store import (
     MatchAny,
     MatchValue,
@@ -220,7 +220,7 @@ class SearchService:
         terms = self.qdrant.analyser.query_terms(query)
         hits = await store.search_sparse(
             self.collection,
-            query_vector(terms),
+            union_of_terms(terms),
             limit=fetch,
             filter=others or None,
             with_terms=mode == "hybrid",

@@ -102,7 +102,7 @@ class TextAnalyser:
 
     def query(self, text: str) -> SparseVector:
         """The union of the query's terms in every configured language, each of weight 1."""
-        return query_vector(self.query_terms(text))
+        return union_of_terms(self.query_terms(text))
 
     def analyse(self, texts: Sequence[str], sparse: bool) -> list[Analysed]:
         analysed = []
@@ -116,7 +116,7 @@ class TextAnalyser:
         return await asyncio.to_thread(self.analyse, list(texts), sparse)
 
 
-def query_vector(terms: dict[str, frozenset[int]]) -> SparseVector:
+def union_of_terms(terms: dict[str, frozenset[int]]) -> SparseVector:
     """The union of a query's terms in every language, each of weight 1."""
     ordered = tuple(sorted(frozenset().union(*terms.values())))
     return SparseVector(ordered, (1.0,) * len(ordered))

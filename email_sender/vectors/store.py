@@ -27,7 +27,7 @@ A point's dense vector is the collection's default (unnamed) vector, as it has a
 collection made with ``sparse=True`` also holds a sparse vector named :data:`SPARSE_VECTOR` with
 Qdrant's IDF modifier: the BM25 term weights of the text (see :mod:`email_sender.vectors.sparse`),
 searched with :meth:`VectorStore.search_sparse`. A collection made before that has no sparse
-vector: it still answers dense searches, and ``email-sender vectors reindex`` rebuilds it with one.
+vector: it still answers dense searches, and ``email-sender vectors upgrade`` adds one.
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ def as_sparse(vector: SparseVector | Mapping[str, Any] | None) -> SparseVector:
 def no_sparse_vector(name: str) -> Conflict:
     """What a sparse search on a collection without the sparse vector answers."""
     return Conflict(
-        f"collection {name!r} has no sparse vector: rebuild it with email-sender vectors reindex",
+        f"collection {name!r} has no sparse vector: email-sender vectors upgrade adds it",
         collection=name,
     )
 
@@ -389,7 +389,7 @@ def prepare_points(
             raise ValidationError(
                 "sparse",
                 f"point {point.id}: the collection has no sparse vector "
-                "(email-sender vectors reindex rebuilds it with one)",
+                "(email-sender vectors upgrade adds it)",
             )
         prepared.append(
             PreparedPoint(

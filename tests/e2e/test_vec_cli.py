@@ -70,7 +70,13 @@ def test_reindex_rebuilds_from_sql_and_collections_lists_them(tmp_path: Path) ->
     assert by_name["emails"]["backend"] == "qdrant-edge"
     assert by_name["task_vectors"]["points_count"] == 0
     lines = run("vectors", "collections", "--data-dir", str(data_dir)).stdout
-    assert "emails: 23 points, 384-d Cosine, qdrant-edge" in lines
+    assert "emails: 23 points, 384-d Cosine, with words (sparse bm25), qdrant-edge" in lines
+    assert "task_vectors: 0 points, 384-d Cosine, qdrant-edge" in lines
+    assert by_name["emails"]["sparse"] is True
+
+    upgraded = run("vectors", "upgrade", "--data-dir", str(data_dir))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "✅ 'emails' already has its sparse vector (23 points)" in upgraded.stdout
 
 
 def test_bad_collection_and_a_held_store_are_clear_errors(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ async def test_a_dense_only_collection_refuses_sparse_and_still_answers_dense(
         # Asking again with sparse=True does not fail: the collection is left as it is.
         await store.ensure_collection(name, DIM, "Cosine", sparse=True)
         assert (await store.collection_info(name)).sparse is False
-        with pytest.raises(Conflict, match="vectors reindex"):
+        with pytest.raises(Conflict, match="vectors upgrade"):
             await store.search_sparse(name, ANALYSER.query("concert"))
         sparse = ANALYSER.document("un concert", "fr")
         with pytest.raises(ValidationError, match="no sparse vector"):

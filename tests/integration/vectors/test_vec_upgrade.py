@@ -107,7 +107,7 @@ async def test_an_old_collection_is_served_densely_then_upgraded_without_loss(
     assert hybrid.status_code == 200 and len(hybrid.json()["results"]) == 4
     refused = await search(old_node, query="Quimperlé", mode="sparse")
     assert refused.status_code == 409
-    assert "vectors reindex" in refused.json()["error"]["message"]
+    assert "vectors upgrade" in refused.json()["error"]["message"]
     await old_node.stop()
 
     store = EdgeVectorStore(settings.qdrant_path)
