@@ -24,12 +24,13 @@ import typer
 from typer.testing import CliRunner
 
 from email_sender.cli_ops import vectors_ops_commands
-from email_sender.errors import DimensionMismatch
+from email_sender.errors import Conflict, DimensionMismatch
 from email_sender.ops.jsonl import JsonlStore
 from email_sender.ops.migrate import migrate
 from email_sender.ops.verify import verify
 from email_sender.vectors.edge import EdgeVectorStore
 from email_sender.vectors.server import ServerVectorStore
+from email_sender.vectors.sparse import TextAnalyser
 from email_sender.vectors.store import Point, VectorStore
 
 CLI = [sys.executable, "-m", "email_sender"]
@@ -308,3 +309,46 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, args: list[str], expec
     assert result.returncode == 1, result.stderr
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_sparse_vectors_migrate_through_every_store_and_verify(tmp_path: Path) -> None:
+    analyser = TextAnalyser(["fr", "en"])
+    points = email_points(300, seed=11)
+    for n, point in enumerate(points):
+        point.sparse = analyser.document(point.payload["subject"] + f" Quimperlé {n}", "fr")
+    source = EdgeVectorStore(tmp_path / "a")
+    await source.ensure_collection("emails", DIM, "Cosine", INDEXES, sparse=True)
+    await source.upsert("emails", points)
+    export = JsonlStore(tmp_path / "export.jsonl")
+    await migrate(source, export, batch_size=64, state_path=tmp_path / "s1.json")
+    await export.close()
+    target = EdgeVectorStore(tmp_path / "b")
+    await migrate(JsonlStore(tmp_path / "export.jsonl"), target, batch_size=64,
+                  state_path=tmp_path / "s2.json")
+    report = await verify(source, target)
+    assert report.identical, report.as_dict()
+    # qdrant-client's local mode re-normalises dense vectors (see verify): compare the sparse.
+    local = ServerVectorStore(location=":memory:")
+    await migrate(source, local, batch_size=64, state_path=tmp_path / "s3.json")
+    read = [p async for batch in local.scroll("emails") for p in batch]
+    assert {p.id: p.sparse for p in read} == {p.id: p.sparse for p in points}
+    for store in (local, target):
+        assert await store.has_sparse("emails")
+        hits = await store.search_sparse("emails", analyser.query("quimperle 17"), limit=1)
+        assert [hit.id for hit in hits] == [points[17].id]
+
+    # A sparse vector changed on one side is told apart from its dense vector and payload.
+    changed = points[5]
+    changed.sparse = analyser.document("tout autre chose", "fr")
+    await target.upsert("emails", [changed])
+    differs = (await verify(source, target)).collections[0]
+    assert differs.vector_differs == [changed.id] and differs.payload_differs == []
+
+    # A dense-only target refuses a source with words, by name, before any point moves.
+    dense_only = EdgeVectorStore(tmp_path / "c")
+    await dense_only.ensure_collection("emails", DIM, "Cosine", INDEXES)
+    with pytest.raises(Conflict, match="the source has a sparse vector and the target has no"):
+        await migrate(source, dense_only, state_path=tmp_path / "s4.json")
+    assert await dense_only.count("emails") == 0
+    for store in (source, local, target, dense_only):
+        await store.close()
