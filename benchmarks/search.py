@@ -51,7 +51,7 @@ from email_sender.vectors.fusion import fuse
 from email_sender.vectors.payloads import document_text
 from email_sender.vectors.search import FUSION_CANDIDATES
 from email_sender.vectors.server import ServerVectorStore
-from email_sender.vectors.sparse import query_vector
+from email_sender.vectors.sparse import union_of_terms
 
 VENUES = [
     "Le Trianon",
@@ -328,7 +328,7 @@ async def query_latencies(settings: Settings, queries: list[str]) -> dict[str, A
             vector = await embedder.embed_one(query + " ,")
             dense = await store.search("emails", vector, limit=FUSION_CANDIDATES)
             words = await store.search_sparse(
-                "emails", query_vector(terms), limit=FUSION_CANDIDATES, with_terms=True
+                "emails", union_of_terms(terms), limit=FUSION_CANDIDATES, with_terms=True
             )
             fuse(dense, words, terms, 10)
             timings.append(time.perf_counter() - started)

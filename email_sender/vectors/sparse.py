@@ -44,6 +44,8 @@ LANGUAGES: dict[str, tuple[str, Language]] = {
 }
 # A longer text only costs time: the first words of an email say what it is about.
 MAX_SPARSE_CHARS = 20_000
+# Enough words to tell a language; detecting costs ~0.35 ms per thousand characters.
+DETECT_CHARS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,7 @@ class TextAnalyser:
         """The configured language the text is most likely in; the first one when unsure."""
         if self._detector is None:
             return self.languages[0]
-        found = self._detector.detect_language_of(text[:MAX_SPARSE_CHARS])
+        found = self._detector.detect_language_of(text[:DETECT_CHARS])
         return self._codes.get(found, self.languages[0]) if found else self.languages[0]
 
     def document(self, text: str, language: str) -> SparseVector:

@@ -66,6 +66,8 @@ def test_every_problem_is_named_with_its_path(tmp_path: Path) -> None:
         ("security: {api_keys: [{name: a}]}", "give either key or key_sha256"),
         ("database: {url: 'mysql://x/y'}", "database.url: must be a sqlite:/// or postgresql://"),
         ("inbound: {verp_domain: bounce.example}", "verp_secret is required with verp_domain"),
+        ("search: {languages: [fr, xx]}", "search.languages.1: must be one of 'da', 'de'"),
+        ("search: {languages: []}", "search.languages: List should have at least 1 item"),
         (
             "inbound: {max_message_bytes: 2048, smtp: {max_message_bytes: 4096}}",
             "smtp.max_message_bytes (4096) is over max_message_bytes (2048)",
