@@ -228,7 +228,9 @@ class EdgeVectorStore:
             else:
                 hits = await asyncio.to_thread(collection.shard.search, request)
         return [
-            ScoredPoint(str(hit.id), float(hit.score), dict(hit.payload or {}), _hit_sparse(hit))
+            ScoredPoint(
+                str(hit.id), float(hit.score), dict(hit.payload or {}), _sparse_of(hit.vector)
+            )
             for hit in hits
         ]
 
@@ -472,25 +474,21 @@ def _edge_sparse(vector: SparseVector) -> qe.SparseVector:
     return qe.SparseVector(list(vector.indices), list(vector.values))
 
 
-def _hit_sparse(hit: qe.ScoredPoint) -> SparseVector | None:
-    found = hit.vector.get(SPARSE_VECTOR) if isinstance(hit.vector, dict) else None
+def _sparse_of(vectors: Any) -> SparseVector | None:
+    """The sparse vector among a point's vectors as the engine gives them, if it has one."""
+    found = vectors.get(SPARSE_VECTOR) if isinstance(vectors, dict) else None
     if not isinstance(found, qe.SparseVector):
         return None
-    return SparseVector(tuple(found.indices), tuple(found.values))
+    return as_sparse(SparseVector(tuple(found.indices), tuple(found.values)))
 
 
 def _point(record: qe.Record, with_vector: bool) -> Point:
     if not with_vector:
         return Point(str(record.id), None, dict(record.payload or {}))
     stored: Any = record.vector
-    sparse = None
-    if isinstance(stored, dict):
-        found = stored.get(SPARSE_VECTOR)
-        if isinstance(found, qe.SparseVector):
-            sparse = as_sparse(SparseVector(tuple(found.indices), tuple(found.values)))
-        stored = stored[""]
-    vector = np.asarray(stored, dtype=np.float32)
-    return Point(str(record.id), vector, dict(record.payload or {}), sparse)
+    dense = stored[""] if isinstance(stored, dict) else stored
+    vector = np.asarray(dense, dtype=np.float32)
+    return Point(str(record.id), vector, dict(record.payload or {}), _sparse_of(stored))
 
 
 def _edge_filter(conditions: list[Condition]) -> qe.Filter | None:

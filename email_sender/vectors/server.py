@@ -282,7 +282,9 @@ class ServerVectorStore:
                 with_vectors=[SPARSE_VECTOR] if with_terms else False,
             )
         return [
-            ScoredPoint(str(hit.id), float(hit.score), dict(hit.payload or {}), _hit_sparse(hit))
+            ScoredPoint(
+                str(hit.id), float(hit.score), dict(hit.payload or {}), _sparse_of(hit.vector)
+            )
             for hit in response.points
         ]
 
@@ -468,25 +470,21 @@ def _client_sparse(vector: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
-def _hit_sparse(hit: models.ScoredPoint) -> SparseVector | None:
-    found = hit.vector.get(SPARSE_VECTOR) if isinstance(hit.vector, dict) else None
+def _sparse_of(vectors: Any) -> SparseVector | None:
+    """The sparse vector among a point's vectors as the client gives them, if it has one."""
+    found = vectors.get(SPARSE_VECTOR) if isinstance(vectors, dict) else None
     if not isinstance(found, models.SparseVector):
         return None
-    return SparseVector(tuple(found.indices), tuple(found.values))
+    return as_sparse(SparseVector(tuple(found.indices), tuple(found.values)))
 
 
 def _point(record: models.Record, with_vector: bool) -> Point:
     if not with_vector:
         return Point(str(record.id), None, dict(record.payload or {}))
-    raw: Any = record.vector
-    sparse = None
-    if isinstance(raw, dict):
-        found = raw.get(SPARSE_VECTOR)
-        if isinstance(found, models.SparseVector):
-            sparse = as_sparse(SparseVector(tuple(found.indices), tuple(found.values)))
-        raw = raw.get("")
-    vector = np.asarray(raw, dtype=np.float32)
-    return Point(str(record.id), vector, dict(record.payload or {}), sparse)
+    stored: Any = record.vector
+    dense = stored.get("") if isinstance(stored, dict) else stored
+    vector = np.asarray(dense, dtype=np.float32)
+    return Point(str(record.id), vector, dict(record.payload or {}), _sparse_of(stored))
 
 
 def _client_filter(conditions: list[Condition]) -> models.Filter | None:
