@@ -82,8 +82,9 @@ async def reindex(
 ) -> ReindexResult:
     """Drop ``name``, recreate it with the embedder's dimension, and fill it from SQL.
 
-    The email collection comes back with its sparse vector, whatever it had before: this is how
-    a collection made before search by words is upgraded."""
+    The email collection comes back with its sparse vector, whatever it had before: one way to
+    upgrade a collection made before search by words (``vectors upgrade`` is the other, keeping
+    the dense vectors)."""
     table = _table(collections, name)
     is_emails = table is emails
     started = time.perf_counter()
