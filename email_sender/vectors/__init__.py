@@ -2,7 +2,8 @@
 
 ``store`` defines the VectorStore interface and its filter format; ``edge`` and ``server`` are its
 adapters; ``factory`` picks one from the settings or a store URI; ``embedders`` turns text into
-vectors; ``checksums`` fingerprints points for migration and verification.
+vectors and ``sparse`` into BM25 term weights; ``fusion`` merges the two rankings of a hybrid
+search; ``checksums`` fingerprints points for migration and verification.
 """
 
 from email_sender.vectors.checksums import (
@@ -23,10 +24,12 @@ from email_sender.vectors.factory import (
     ensure_collections,
     open_store_uri,
 )
+from email_sender.vectors.sparse import TextAnalyser
 from email_sender.vectors.store import (
     CollectionInfo,
     Point,
     ScoredPoint,
+    SparseVector,
     VectorStore,
     parse_filter,
 )
@@ -41,6 +44,8 @@ __all__ = [
     "OpenAIEmbedder",
     "Point",
     "ScoredPoint",
+    "SparseVector",
+    "TextAnalyser",
     "VectorStore",
     "build_embedder",
     "build_vector_store",
