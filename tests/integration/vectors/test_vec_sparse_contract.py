@@ -17,7 +17,8 @@ from email_sender.errors import Conflict, ValidationError
 from email_sender.ops.jsonl import JsonlStore
 from email_sender.vectors.checksums import point_checksum
 from email_sender.vectors.edge import EdgeVectorStore
-from email_sender.vectors.sparse import TextAnalyser
+from email_sender.vectors.fusion import fuse
+from email_sender.vectors.sparse import TextAnalyser, union_of_terms
 from email_sender.vectors.store import Point, SparseVector, VectorStore
 from tests.integration.vectors.test_vec_store_contract import BACKENDS, DIM, _open, unit
 
@@ -179,3 +180,27 @@ async def test_a_jsonl_export_keeps_sparse_vectors_and_checks_them(tmp_path: Pat
     path.write_text("\n".join([line[0], tampered]) + "\n")
     with pytest.raises(Exception, match="checksum"):
         [batch async for batch in JsonlStore(path).scroll("emails")]
+
+
+async def test_hybrid_fusion_over_each_store_puts_words_first_and_meaning_otherwise(
+    store: VectorStore, hybrid: str
+) -> None:
+    # The dense query points at "rennes" (unit(1.0, 1.0)); the words name Quimperlé.
+    meaning = unit(1.0, 1.0)
+    terms = ANALYSER.query_terms("Quimperlé")
+    dense = await store.search(hybrid, meaning, limit=4)
+    words = await store.search_sparse(hybrid, union_of_terms(terms), limit=4, with_terms=True)
+    assert dense[0].payload["key"] == "rennes"
+    assert all(hit.sparse is not None for hit in words)
+    assert [hit.payload["key"] for hit in fuse(dense, words, terms, 4)][:2] == [
+        "quimperle", "rennes"
+    ]
+    # A query sharing one word of three with an email: meaning keeps the order.
+    terms = ANALYSER.query_terms("semaine prochaine Leeds")
+    words = await store.search_sparse(hybrid, union_of_terms(terms), limit=4, with_terms=True)
+    assert [hit.payload["key"] for hit in words] == ["leeds"]
+    fused = fuse(dense, words, terms, 4)
+    assert [hit.payload["key"] for hit in fused] == [hit.payload["key"] for hit in dense]
+    # Without with_terms, hits carry no sparse vector.
+    bare = await store.search_sparse(hybrid, union_of_terms(terms), limit=4)
+    assert all(hit.sparse is None for hit in bare)
