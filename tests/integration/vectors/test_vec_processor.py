@@ -123,8 +123,13 @@ async def test_an_outage_delays_indexing_but_never_mail_and_the_backlog_drains(
 
     await wait_for(all_sent, timeout=30)
     assert {vector for _, vector in (await states(node)).values()} == {"pending"}
-    await wait_for(lambda: processor.backlog == 12, timeout=10)
-    assert metrics.REGISTRY.get_sample_value("email_sender_vector_backlog") == 12
+    # The gauge is process-wide: wait for this node's processor to have written it, not only to
+    # have counted.
+    await wait_for(
+        lambda: processor.backlog == 12
+        and metrics.REGISTRY.get_sample_value("email_sender_vector_backlog") == 12,
+        timeout=10,
+    )
     ready = (await api.get("/health/ready")).json()
     check = next(c for c in ready["checks"] if c["name"] == "qdrant_manager")
     assert not check["ok"]
