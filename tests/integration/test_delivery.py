@@ -177,6 +177,12 @@ async def test_failover_to_the_next_relay(
     async with build_service(settings) as node:
         accepted = await node.intake.accept(_email_in(email(5)))
         await wait_for(lambda: smtp_server.accepted_count(accepted.message_id) == 1)
+
+        async def recorded() -> bool:
+            # The relay has the message before the worker records the attempt.
+            return (await node.outbox.get(accepted.id))["status"] == "sent"
+
+        await wait_for(recorded)
         detail = await node.outbox.get(accepted.id)
         assert detail["attempts_log"][-1]["relay"] == smtp_server.relay_name
 
