@@ -330,6 +330,10 @@ class SecuritySettings(Section):
     api_keys: list[ApiKeySettings] = Field(default_factory=list)
     blocked_ips: list[str] = Field(default_factory=list)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    # Signs the console's session cookies. Unset, each process draws its own at start, so a
+    # restart signs everyone out and several API processes behind one address need it set.
+    session_secret: SecretStr | None = None
+    session_ttl: float = Field(8 * 3600, gt=0)
 
     @field_validator("blocked_ips")
     @classmethod
