@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from email_sender import __version__, metrics
+from email_sender import __version__, metrics, web
 from email_sender.api import errors
 from email_sender.api.middleware import ModeMiddleware, RequestContextMiddleware
 from email_sender.api.routes import (
@@ -70,7 +70,8 @@ def create_app(service: Service) -> FastAPI:
     if service.search is not None:
         for router in SEARCH_ROUTERS:
             app.include_router(router)
-    errors.install(app)
+    web.install(app)
+    errors.install(app, page_for=web.error_page)
     # Starlette runs the last added middleware first: context wraps the mode guard.
     app.add_middleware(ModeMiddleware, modes=service.modes)
     app.add_middleware(

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from email_sender import errors
 
 logger = logging.getLogger(__name__)
+
+# Renders an error as a page for a request that a person's browser made, or answers None.
+PageFor = Callable[[Request, int, str], Response | None]
 
 STATUS_BY_ERROR: list[tuple[type[errors.EmailSenderError], int]] = [
     (errors.PayloadTooLarge, 413),
@@ -136,31 +139,44 @@ def describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str
     return message, problems
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, page_for: PageFor | None = None) -> None:
+    """JSON errors; on the console's paths, ``page_for`` answers with a page instead."""
+
+    def answer(
+        request: Request,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        shown = page_for(request, status, message) if page_for is not None else None
+        return shown or error_response(status, code, message, details, headers=headers)
+
     @app.exception_handler(errors.EmailSenderError)
-    async def _ours(request: Request, exc: errors.EmailSenderError) -> JSONResponse:
+    async def _ours(request: Request, exc: errors.EmailSenderError) -> Response:
         status = status_for(exc)
         if status >= 500:
             logger.error("request_failed", extra={"error": str(exc), "code": exc.code})
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
         code = client_code(exc)
         details = exc.details if code == exc.code else {**exc.details, "cause": exc.code}
-        return error_response(status, code, exc.message, details, headers=headers)
+        return answer(request, status, code, exc.message, details, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         message, problems = describe_validation(exc)
-        return error_response(422, "validation_error", message, {"problems": problems})
+        return answer(request, 422, "validation_error", message, {"problems": problems})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
-        return error_response(exc.status_code, code, message, headers=exc.headers)
+        return answer(request, exc.status_code, code, message, headers=exc.headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("request_crashed")
-        return error_response(500, "internal_error", "internal error; see the error log")
+        return answer(request, 500, "internal_error", "internal error; see the error log")

@@ -35,6 +35,13 @@ _ALWAYS_OPEN = ("/health", "/api/v1/maintenance")
 _READ_POSTS = re.compile(r"^/api/v1/(search|collections/[^/]+/points/search|tasks/search)$")
 # Operator routes that keep working in read-only mode (not in maintenance).
 _OPERATOR = ("/api/v1/managers", "/api/v1/events")
+# The console checks each page against the API route it stands in for (``blocked_by``), so that
+# an operator in maintenance still sees the overview and can switch the mode back.
+CONSOLE_PREFIX = "/ui/"
+
+
+def is_console(path: str) -> bool:
+    return path == "/" or path.startswith(CONSOLE_PREFIX)
 
 
 async def send_json(
@@ -61,8 +68,9 @@ RAW_BODY_TYPES = {
     "/api/v1/inbound": (b"message/rfc822", b"text/plain", b"application/octet-stream"),
     "/api/v1/contacts/import": (b"text/csv", b"application/x-ndjson", b"application/jsonl"),
 }
-# Unsubscribe links take what a mail client's one-click POST sends (RFC 8058) or a form.
-FORM_PREFIX = "/u/"
+# Unsubscribe links take what a mail client's one-click POST sends (RFC 8058) or a form; the
+# console posts forms.
+FORM_PREFIX = ("/u/", "/ui/")
 FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data", b"text/plain")
 
 
@@ -224,7 +232,7 @@ class ModeMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if not path.startswith(_ALWAYS_OPEN):
+        if not path.startswith(_ALWAYS_OPEN) and not is_console(path):
             try:
                 mode = await self.modes.current()
             except StoreError as exc:

@@ -43,3 +43,7 @@ class KeyRing:
             if hmac.compare_digest(stored, digest):
                 found = principal
         return found
+
+    def holds(self, principal: Principal) -> bool:
+        """Whether a key of this name and these scopes is configured now."""
+        return any(held == principal for _, held in self._keys)

@@ -116,6 +116,7 @@ attempts = Table(
     Column("started_at", Float, nullable=False),
     Column("duration_ms", Float, nullable=False),
     Index("ix_attempts_email", "email_id", "n"),
+    Index("ix_attempts_started", "started_at"),
 )
 
 suppressions = Table(

@@ -149,6 +149,16 @@ class InboundStore:
             rows = [dict(row._mapping) for row in await connection.execute(query)]
         return page_of(rows, limit, "received_at")
 
+    async def counts_by_kind(self, since: float) -> dict[str, int]:
+        """Messages received since ``since`` (epoch), counted by kind."""
+        async with self.db.connect() as connection:
+            rows = await connection.execute(
+                select(inbound_messages.c.kind, func.count())
+                .where(inbound_messages.c.received_at >= since)
+                .group_by(inbound_messages.c.kind)
+            )
+            return {kind: count for kind, count in rows}
+
     async def answering(self, email_id: str, *, limit: int = 500) -> list[dict[str, Any]]:
         """Every message linked to one email, oldest first."""
         async with self.db.connect() as connection:

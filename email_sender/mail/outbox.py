@@ -312,6 +312,16 @@ class Outbox:
             )
             return {status: count for status, count in rows}
 
+    async def attempt_outcomes(self, since: float) -> dict[str, int]:
+        """Delivery attempts started since ``since`` (epoch), counted by outcome."""
+        async with self.db.connect() as connection:
+            rows = await connection.execute(
+                select(attempts.c.outcome, func.count())
+                .where(attempts.c.started_at >= since)
+                .group_by(attempts.c.outcome)
+            )
+            return {outcome: count for outcome, count in rows}
+
     async def oldest_due_age(self) -> float:
         async with self.db.connect() as connection:
             oldest = (

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from email_sender.api.deps import ReadScope
 from email_sender.vectors.managers import QdrantManager
 from email_sender.vectors.search import translate_qdrant_filter
-from email_sender.vectors.store import VectorStore
+from email_sender.vectors.store import Point, VectorStore, page_offset
 
 router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
+
+MAX_PAGE = 1000
 
 
 async def _store(request: Request) -> VectorStore:
@@ -45,6 +47,31 @@ async def list_collections(request: Request, _: ReadScope) -> dict[str, Any]:
 async def get_collection(name: str, request: Request, _: ReadScope) -> dict[str, Any]:
     """One collection: points, dimension, distance, payload indexes, backend."""
     return (await (await _store(request)).collection_info(name)).as_dict()
+
+
+@router.get("/{name}/points")
+async def browse_points(
+    name: str,
+    request: Request,
+    _: ReadScope,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 10,
+    offset: str | None = None,
+    with_vector: bool = False,
+) -> dict[str, Any]:
+    """Browse points in id order: `offset` is the `next_offset` of the previous page."""
+    store = await _store(request)
+    points, following = await store.scroll_page(name, limit, page_offset(offset), with_vector)
+    items = [_browsed(point, with_vector) for point in points]
+    return {"items": items, "next_offset": following}
+
+
+def _browsed(point: Point, with_vector: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": point.id, "payload": point.payload}
+    if with_vector:
+        item["vector"] = None if point.vector is None else [float(v) for v in point.vector]
+        if point.sparse is not None:
+            item["sparse"] = {"indices": point.sparse.indices, "values": point.sparse.values}
+    return item
 
 
 @router.post("/{name}/points/search")

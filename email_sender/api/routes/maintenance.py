@@ -19,13 +19,14 @@ class ModeChange(BaseModel):
     reason: str | None = Field(None, max_length=500)
 
 
-async def _set(
+async def set_mode(
     service: ServiceDep,
     principal: AdminScope,
     request: Request,
     mode: Mode,
     change: ModeChange | None,
 ) -> dict[str, Any]:
+    """Switch the mode, audited under the principal's name; the console switches through it."""
     await service.modes.set(
         mode,
         actor=principal.name,
@@ -46,7 +47,7 @@ async def readonly(
     service: ServiceDep, principal: AdminScope, request: Request, change: ModeChange | None = None
 ) -> dict[str, Any]:
     """Read-only: writes answer 503, delivery pauses, reads and search go on."""
-    return await _set(service, principal, request, Mode.READ_ONLY, change)
+    return await set_mode(service, principal, request, Mode.READ_ONLY, change)
 
 
 @router.post("/enable")
@@ -54,7 +55,7 @@ async def enable(
     service: ServiceDep, principal: AdminScope, request: Request, change: ModeChange | None = None
 ) -> dict[str, Any]:
     """Maintenance: everything but health and maintenance answers 503."""
-    return await _set(service, principal, request, Mode.MAINTENANCE, change)
+    return await set_mode(service, principal, request, Mode.MAINTENANCE, change)
 
 
 @router.post("/disable")
@@ -62,4 +63,4 @@ async def disable(
     service: ServiceDep, principal: AdminScope, request: Request, change: ModeChange | None = None
 ) -> dict[str, Any]:
     """Back to normal: writes and delivery resume."""
-    return await _set(service, principal, request, Mode.NORMAL, change)
+    return await set_mode(service, principal, request, Mode.NORMAL, change)
