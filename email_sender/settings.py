@@ -14,9 +14,11 @@ import hashlib
 import ipaddress
 import re
 import zoneinfo
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import email_validator
 import yaml
 from pydantic import (
     AfterValidator,
@@ -586,6 +588,77 @@ class OutreachSettings(Section):
         return self
 
 
+def _address(value: str) -> str:
+    """A bare address (``ops@example.org``) or ``Name <ops@example.org>``, checked."""
+    address = parseaddr(value)[1]
+    try:
+        email_validator.validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not an email address ({exc})") from exc
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+NonNegativeSeconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
+class EscalationLevelSettings(Section):
+    """A level an alert reaches after firing ``after`` seconds; ``to`` is told from then on."""
+
+    after: Seconds
+    to: list[Address] = Field(default_factory=list)
+
+
+class EscalationSettings(Section):
+    """Level 1 is ``alerts.to`` (on-call: restarts, logs, connectivity); level 2 adds the
+    infrastructure people (database, Qdrant, network, deploys); level 3 the maintainers (data
+    corruption, complex performance problems, security)."""
+
+    level_2: EscalationLevelSettings = Field(
+        default_factory=lambda: EscalationLevelSettings(after=1800.0)
+    )
+    level_3: EscalationLevelSettings = Field(
+        default_factory=lambda: EscalationLevelSettings(after=7200.0)
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EscalationSettings:
+        if self.level_3.after <= self.level_2.after:
+            raise ValueError("level_3.after must be later than level_2.after")
+        return self
+
+
+class AlertSettings(Section):
+    """Self-alerting: the node checks the runbook's thresholds and mails each alert episode
+    through its own outbox (suppressions and retries apply)."""
+
+    enabled: bool = False
+    to: list[Address] = Field(default_factory=list, description="level 1: the on-call list")
+    sender: Address | None = Field(None, description="the From of alert mail")
+    interval: Seconds = Field(30.0, description="how often the checks run")
+    window: Seconds = Field(300.0, description="rates and p95 over this span, as the rules' [5m]")
+    cooldown: Seconds = Field(3600.0, description="between two mails of a still-firing alert")
+    pending: NonNegativeSeconds | None = Field(
+        None, description="how long a check fails before it fires; null: each rule's for:"
+    )
+    resolve_after: NonNegativeSeconds = Field(
+        60.0, description="how long a check stays ok before its alert is resolved"
+    )
+    memory_limit: int = Field(
+        2 * 1024**3, ge=1024**2,
+        description="bytes; = MemoryMax and email_sender:memory_limit_bytes of the rules",
+    )
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+
+    @model_validator(mode="after")
+    def _recipients(self) -> AlertSettings:
+        if self.enabled and not self.to:
+            raise ValueError("to: give at least one address when alerts are enabled")
+        if self.enabled and self.sender is None:
+            raise ValueError("sender: required when alerts are enabled (the From of alert mail)")
+        return self
+
+
 class NodeSettings(Section):
     heartbeat_interval: Seconds = 5.0
     stale_after: Seconds = 30.0
@@ -626,6 +699,7 @@ class Settings(BaseSettings):
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     outreach: OutreachSettings = Field(default_factory=OutreachSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(
