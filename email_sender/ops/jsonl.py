@@ -60,6 +60,7 @@ from email_sender.vectors.store import (
     check_distance,
     check_limit,
     check_payload_indexes,
+    page_offset,
     point_id,
     prepare_points,
 )
@@ -292,6 +293,22 @@ class JsonlStore:
                 for point in batch:
                     point.vector = None
             yield batch
+
+    async def scroll_page(
+        self, name: str, limit: int = 10, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[Point], str | None]:
+        """A page in file order; ``offset`` is the id of the page's first point."""
+        check_limit(limit)
+        start = page_offset(offset)
+        page: list[Point] = []
+        async for batch in self.scroll(name, batch_size=1024, with_vectors=with_vectors):
+            for point in batch:
+                if start is not None and not page and point.id != start:
+                    continue
+                if len(page) == limit:
+                    return page, point.id
+                page.append(point)
+        return page, None
 
     async def delete_collection(self, name: str) -> None:
         check_collection_name(name)

@@ -64,6 +64,7 @@ from email_sender.vectors.store import (
     check_payload_indexes,
     native_point_id,
     no_sparse_vector,
+    page_offset,
     parse_filter,
     point_id,
     prepare_points,
@@ -269,21 +270,29 @@ class EdgeVectorStore:
     async def scroll(
         self, name: str, batch_size: int = 256, with_vectors: bool = True
     ) -> AsyncIterator[list[Point]]:
-        collection = await self._collection(name)
-        offset: qe.PointId | None = None
+        offset: str | None = None
         while True:
-            request = qe.ScrollRequest(
-                offset=offset,
-                limit=check_limit(batch_size),
-                with_payload=True,
-                with_vector=with_vectors,
-            )
-            with self._engine_errors(name):
-                records, offset = await asyncio.to_thread(collection.shard.scroll, request)
-            if records:
-                yield [_point(record, with_vectors) for record in records]
+            points, offset = await self.scroll_page(name, batch_size, offset, with_vectors)
+            if points:
+                yield points
             if offset is None:
                 return
+
+    async def scroll_page(
+        self, name: str, limit: int = 10, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[Point], str | None]:
+        start = page_offset(offset)
+        collection = await self._collection(name)
+        request = qe.ScrollRequest(
+            offset=None if start is None else native_point_id(start),
+            limit=check_limit(limit),
+            with_payload=True,
+            with_vector=with_vectors,
+        )
+        with self._engine_errors(name):
+            records, following = await asyncio.to_thread(collection.shard.scroll, request)
+        points = [_point(record, with_vectors) for record in records]
+        return points, None if following is None else point_id(following)
 
     async def delete_collection(self, name: str) -> None:
         check_collection_name(name)

@@ -54,6 +54,7 @@ from email_sender.vectors.store import (
     check_payload_indexes,
     native_point_id,
     no_sparse_vector,
+    page_offset,
     parse_filter,
     point_id,
     prepare_points,
@@ -320,21 +321,29 @@ class ServerVectorStore:
     async def scroll(
         self, name: str, batch_size: int = 256, with_vectors: bool = True
     ) -> AsyncIterator[list[Point]]:
-        check_collection_name(name)
-        offset: models.ExtendedPointId | None = None
+        offset: str | None = None
         while True:
-            with self._client_errors(name):
-                records, offset = await self._client.scroll(
-                    name,
-                    limit=check_limit(batch_size),
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=with_vectors,
-                )
-            if records:
-                yield [_point(record, with_vectors) for record in records]
+            points, offset = await self.scroll_page(name, batch_size, offset, with_vectors)
+            if points:
+                yield points
             if offset is None:
                 return
+
+    async def scroll_page(
+        self, name: str, limit: int = 10, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[Point], str | None]:
+        check_collection_name(name)
+        start = page_offset(offset)
+        with self._client_errors(name):
+            records, following = await self._client.scroll(
+                name,
+                limit=check_limit(limit),
+                offset=None if start is None else native_point_id(start),
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+        points = [_point(record, with_vectors) for record in records]
+        return points, None if following is None else point_id(following)
 
     async def delete_collection(self, name: str) -> None:
         check_collection_name(name)

@@ -188,7 +188,15 @@ class VectorStore(Protocol):
     def scroll(
         self, name: str, batch_size: int = 256, with_vectors: bool = True
     ) -> AsyncIterator[list[Point]]:
-        """Every point of the collection, in batches."""
+        """Every point of the collection, in batches (pages of :meth:`scroll_page`)."""
+        ...
+
+    async def scroll_page(
+        self, name: str, limit: int = 10, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[Point], str | None]:
+        """One page of at most ``limit`` points in the store's id order, from the point id
+        ``offset`` on (included; None: from the first), and the id the next page starts at
+        (None after the last page), as Qdrant's scroll answers."""
         ...
 
     async def delete_collection(self, name: str) -> None: ...
@@ -294,6 +302,16 @@ def point_id(value: object) -> str:
         except ValueError:
             pass
     raise ValidationError("id", f"{value!r} is not an unsigned 64-bit integer or a UUID")
+
+
+def page_offset(value: object) -> str | None:
+    """A scroll offset in canonical form: a point id, or None for the first page."""
+    if value is None:
+        return None
+    try:
+        return point_id(value)
+    except ValidationError as exc:
+        raise ValidationError("offset", exc.reason) from None
 
 
 def native_point_id(canonical: str) -> int | str:

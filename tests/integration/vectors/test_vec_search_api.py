@@ -212,6 +212,54 @@ async def test_collections_and_raw_point_search(
     assert text_match.json()["error"]["details"]["field"] == "filter.must[0].match"
 
 
+async def test_points_are_browsed_page_by_page(api: httpx.AsyncClient, corpus: list[str]) -> None:
+    seen: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 3}
+    for _ in range(3):
+        answer = await api.get("/api/v1/collections/emails/points", params=params)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert set(body) == {"items", "next_offset"}
+        seen += body["items"]
+        if body["next_offset"] is None:
+            break
+        params["offset"] = body["next_offset"]
+    assert sorted(item["id"] for item in seen) == sorted(corpus)
+    assert all(set(item) == {"id", "payload"} for item in seen)
+    assert {item["payload"]["email_id"] for item in seen} == set(corpus)
+
+    with_vector = await api.get(
+        "/api/v1/collections/emails/points", params={"limit": 1, "with_vector": "true"}
+    )
+    [item] = with_vector.json()["items"]
+    assert len(item["vector"]) == 384
+    assert with_vector.json()["next_offset"] is not None
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "field"),
+    [
+        ("emails", {"limit": 0}, 422, "limit"),
+        ("emails", {"limit": 1001}, 422, "limit"),
+        ("emails", {"limit": "ten"}, 422, "limit"),
+        ("emails", {"offset": "not-an-id"}, 422, "offset"),
+        ("emails", {"with_vector": "maybe"}, 422, "with_vector"),
+        ("nothing", {}, 404, None),
+    ],
+)
+async def test_browsing_refuses_bad_queries_by_name(
+    api: httpx.AsyncClient, node: Service, path: str, params: dict[str, Any], status: int,
+    field: str | None,
+) -> None:
+    answer = await api.get(f"/api/v1/collections/{path}/points", params=params)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    if field is None:
+        assert "nothing" in error["message"]
+    else:
+        assert field in error["message"]
+
+
 async def test_a_vector_of_the_wrong_size_is_refused(
     api: httpx.AsyncClient, node: Service, corpus: list[str]
 ) -> None:

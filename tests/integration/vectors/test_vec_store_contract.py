@@ -214,6 +214,55 @@ async def test_scroll_yields_every_point_once(store: VectorStore, collection: st
         np.testing.assert_allclose(point.vector, by_id[point.id].vector, atol=1e-6)  # type: ignore[arg-type]
 
 
+async def test_scroll_page_walks_every_point_once_by_its_next_offset(
+    store: VectorStore, collection: str
+) -> None:
+    points = [email_point(unit(1, n), n=n) for n in range(12)]
+    await store.upsert(collection, points)
+
+    pages: list[list[Point]] = []
+    offset: str | None = None
+    while True:
+        page, offset = await store.scroll_page(collection, limit=5, offset=offset)
+        pages.append(page)
+        if offset is None:
+            break
+        assert offset not in {point.id for point in page}
+
+    assert [len(page) for page in pages] == [5, 5, 2]
+    seen = [point for page in pages for point in page]
+    assert sorted(point.id for point in seen) == sorted(point.id for point in points)
+    assert all(point.vector is None for point in seen)
+    by_id = {point.id: point for point in points}
+    assert all(point.payload == by_id[point.id].payload for point in seen)
+    # The same order as scroll, and a page starts at its offset.
+    assert [p.id async for batch in store.scroll(collection, 5) for p in batch] == [
+        point.id for point in seen
+    ]
+    second, _ = await store.scroll_page(collection, limit=3, offset=pages[1][0].id)
+    assert [point.id for point in second] == [point.id for point in pages[1][:3]]
+
+
+async def test_scroll_page_with_vectors_and_its_refusals(
+    store: VectorStore, collection: str
+) -> None:
+    point = email_point(unit(1, 2), tags=["x"])
+    await store.upsert(collection, [point])
+
+    [got], following = await store.scroll_page(collection, limit=10, with_vectors=True)
+    assert following is None
+    np.testing.assert_allclose(got.vector, point.vector, atol=1e-6)  # type: ignore[arg-type]
+    # An offset no point has starts at the next id in the store's order.
+    after, following = await store.scroll_page(collection, limit=1, offset=str(uuid.uuid4()))
+    assert {p.id for p in after} <= {point.id} and following is None
+    with pytest.raises(ValidationError, match="offset"):
+        await store.scroll_page(collection, offset="not-an-id")
+    with pytest.raises(ValidationError, match="limit"):
+        await store.scroll_page(collection, limit=0)
+    with pytest.raises(NotFound):
+        await store.scroll_page(f"missing_{uuid.uuid4().hex[:8]}")
+
+
 async def test_dimension_mismatch_is_refused_and_nothing_is_stored(
     store: VectorStore, collection: str
 ) -> None:
