@@ -353,7 +353,23 @@ def build_service(settings: Settings, *, role: str | None = None) -> Service:
 
     # Classifying and indexing what comes in needs the vector managers.
     add_inbound(service, with_manager=service.role in ("all", "vectors"))
+    if settings.alerts.enabled:
+        _add_alerts(service)
     return service
+
+
+def _add_alerts(service: Service) -> None:
+    from email_sender.alerts.monitor import AlertMonitor
+    from email_sender.alerts.snapshot import NodeFigures
+
+    alerts = service.settings.alerts
+    figures = NodeFigures(
+        managers=service.registry, outbox=service.outbox, modes=service.modes,
+        window=alerts.window, memory_limit=alerts.memory_limit,
+    )
+    # A hook, not a manager: it watches the managers and mails through the node's own intake.
+    service.add_hook(AlertMonitor(alerts, figures=figures, intake=service.intake,
+                                  node=service.node_id))
 
 
 def _unsubscribe_headers(settings: Settings) -> Callable[[str], dict[str, str]] | None:
