@@ -31,7 +31,8 @@ nothing above an adapter catches a library's exception.
     │       └── VectorStoreLocked        another process holds the embedded store
     ├── EventBusError                    the event bus failed
     ├── IntegrityError                   a checksum or count does not match
-    └── PortInUse                        a listening port is already taken
+    ├── PortInUse                        a listening port is already taken
+    └── NodeUnreachable                  a running node does not answer over HTTP
 """
 
 from __future__ import annotations
@@ -244,3 +245,9 @@ class PortInUse(EmailSenderError):
     """A listening port is already taken."""
 
     code = "port_in_use"
+
+
+class NodeUnreachable(EmailSenderError):
+    """The node does not answer over HTTP."""
+
+    code = "node_unreachable"
