@@ -32,9 +32,13 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 @pytest.fixture
 async def node(tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
-    settings = make_settings(
-        tmp_path, database_url, **{"security.api_keys": KEYS, "embedder.provider": "hashing"}
-    )
+    settings = make_settings(tmp_path, database_url, **{
+        "security.api_keys": KEYS,
+        "embedder.provider": "hashing",
+        # The secret first: a URL without one is refused.
+        "outreach.unsubscribe_secret": "console-test-unsubscribe-secret",
+        "outreach.unsubscribe_url": "https://mail.tour.example/u/",
+    })
     service = build_service(settings)
     async with service:
         yield service
@@ -329,3 +333,46 @@ async def test_behind_tls_the_cookie_is_secure(node: Service) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="https://console.example") as http:
         signed = await sign_in(http, "read-key")
         assert "Secure" in signed.headers["set-cookie"]
+
+
+async def test_the_board_and_a_sequence_show_their_contacts_and_figures(
+    browser: httpx.AsyncClient, node: Service
+) -> None:
+    made = []
+    for index, city in enumerate(("Brest", "Quimper", "Lorient")):
+        answer = await api(node, "POST", "/api/v1/contacts", json={
+            "email": f"venue{index}@example.org", "name": f"Salle {city}", "city": city,
+        })
+        assert answer.status_code == 201, answer.text
+        made.append(answer.json()["id"])
+    moved = await api(node, "PATCH", f"/api/v1/contacts/{made[2]}",
+                      json={"status": "declined", "reason": "no more concerts"})
+    assert moved.status_code == 200, moved.text
+    created = await api(node, "POST", "/api/v1/sequences", json={
+        "name": "Tournée de mars", "sender": "booking@example.com",
+        "steps": [{"subject": "Une date en mars ?", "text": "Bonjour"},
+                  {"delay": "J+3", "text": "Je me permets de vous relancer"}],
+    })
+    assert created.status_code == 201, created.text
+    sequence = created.json()
+    enrolled = await api(node, "POST", f"/api/v1/sequences/{sequence['id']}/enrol",
+                         json={"contact_ids": made[:2]})
+    assert enrolled.status_code == 200, enrolled.text
+
+    await sign_in(browser, "read-key")
+    board = await browser.get("/ui/contacts")
+    assert board.status_code == 200
+    columns = re.findall(r'<section class="column" aria-labelledby="col-(\w+)">(.*?)</section>',
+                         board.text, re.S)
+    placed = {name: re.findall(r"<strong>Salle (\w+)</strong>", body) for name, body in columns}
+    assert placed["declined"] == ["Lorient"]
+    assert sorted(placed["new"] + placed["contacted"]) == ["Brest", "Quimper"]
+    found = await browser.get("/ui/contacts", params={"q": "Brest"})
+    assert "Salle Brest" in found.text and "Salle Quimper" not in found.text
+
+    listed = await browser.get("/ui/sequences")
+    assert "Tournée de mars" in listed.text
+    detail = await browser.get(f"/ui/sequences/{sequence['id']}")
+    assert detail.status_code == 200
+    assert "Une date en mars ?" in detail.text
+    assert "2 enrolled" in detail.text
