@@ -20,7 +20,7 @@ import pytest
 import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import free_port
+from tests.conftest import free_port, service_absent
 from tests.e2e.test_serve import CLI, serve_env, wait_until_up
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,7 +68,9 @@ def node(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), f"Debian's chromium is needed at {CHROMIUM} (.ci/run installs it)"
+    if not CHROMIUM.exists():
+        missing = FileNotFoundError(f"no {CHROMIUM}: apt-get install chromium")
+        service_absent("Debian's chromium", missing)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=60_000
