@@ -46,8 +46,8 @@ def subject(notice: Notice, node: str) -> str:
         return (f"{PREFIX} STILL FIRING {severity}: {name} on {node} for "
                 f"{_duration(notice.duration)} (level {notice.level})")
     if notice.kind == "escalated":
-        return (f"{PREFIX} ESCALATED to level {notice.level}: {severity} {name} on {node} for "
-                f"{_duration(notice.duration)}")
+        return (f"{PREFIX} ESCALATED TO LEVEL {notice.level}, {severity}: {name} on {node} "
+                f"for {_duration(notice.duration)}")
     if notice.kind == "worse":
         return f"{PREFIX} NOW {severity}: {name} on {node} (level {notice.level})"
     return (f"{PREFIX} RESOLVED: {name} on {node} after {_duration(notice.duration)} "

@@ -45,6 +45,7 @@ class AlertMonitor:
         self.node = node
         self.notifier = notifier or Notifier(settings)
         self.last_checks: list[Check] = []
+        self.rounds = 0  # evaluations done
         self.unsent: list[Notice] = []
         self.mailed: deque[str] = deque(maxlen=1000)  # email ids, newest last
         self._task: asyncio.Task[None] | None = None
@@ -82,6 +83,7 @@ class AlertMonitor:
     async def evaluate(self) -> list[Notice]:
         """One round: figures, checks, notices; mail what is due. Answers the new notices."""
         self.last_checks = evaluate(await self.figures.snapshot())
+        self.rounds += 1
         notices = self.notifier.observe(self.last_checks)
         for notice in notices:
             logger.warning(
