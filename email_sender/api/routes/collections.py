@@ -55,7 +55,7 @@ async def browse_points(
     request: Request,
     _: ReadScope,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 10,
-    offset: str | None = None,
+    offset: Annotated[str | None, Query(max_length=64)] = None,
     with_vector: bool = False,
 ) -> dict[str, Any]:
     """Browse points in id order: `offset` is the `next_offset` of the previous page."""
