@@ -1,13 +1,20 @@
-"""Shared parts of the benchmarks: a local SMTP sink process, free ports, printing ratios."""
+"""Shared parts of the benchmarks: a local SMTP sink process, free ports, printing ratios,
+writing results."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -48,3 +55,23 @@ def ratio_line(label: str, ours: float, peer_label: str, peer: float, unit: str,
         verdict = f"  target >= {target:.1f}x: {'met' if ratio >= target else 'NOT met'}"
     return (f"{label:<34} {ours:>9.1f} {unit}   {peer_label:<30} {peer:>9.1f} {unit}"
             f"   ratio {ratio:5.2f}x{verdict}")
+
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def write_result(name: str, figures: dict[str, Any]) -> Path:
+    """``benchmarks/results/<name>.json``: the figures with what they were measured on."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({
+        "benchmark": name,
+        "commit": commit or None,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "figures": figures,
+    }, indent=2) + "\n")
+    return path

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["delivery.py", "search.py", "relevance.py", "classify.py", "outreach.py"]
+BENCHMARKS = [
+    "delivery.py", "http_load.py", "search.py", "relevance.py", "classify.py", "outreach.py",
+]
 
 if __name__ == "__main__":
     failed = 0
