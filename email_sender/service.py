@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 CRITICAL = ("database",)
 # What /health may spend probing managers; a slower one is reported by its last known state.
 HEALTH_PROBE_BUDGET = 0.5
+# /health probes the managers at most this often; requests meanwhile read the last answers, so a
+# load of health checks costs one round of probes a second, not one per request.
+HEALTH_MAX_AGE = 1.0
 # What /health/ready may spend probing each dependency.
 READY_PROBE_SECONDS = 5.0
 
@@ -70,6 +73,8 @@ class Service:
         self.role = role or settings.node.role
         self.node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.started_at = time.time()
+        self._probed_at = -HEALTH_MAX_AGE  # monotonic time of the last round of manager probes
+        self._probing: asyncio.Task[None] | None = None
         self.db = Database(
             settings.database_url,
             pool_size=settings.database.pool_size,
@@ -190,9 +195,10 @@ class Service:
     async def health(self) -> dict[str, Any]:
         """Liveness with a summary: ok, degraded (a manager is not running) or down.
 
-        Answers within about ``HEALTH_PROBE_BUDGET`` seconds whatever the managers do.
+        Answers within about ``HEALTH_PROBE_BUDGET`` seconds whatever the managers do, from
+        answers at most ``HEALTH_MAX_AGE`` seconds old.
         """
-        await self.registry.refresh(budget=HEALTH_PROBE_BUDGET)
+        await self._probe_recent()
         self._export_states()
         managers = {status.name: status.as_dict() for status in self.registry.statuses()}
         states = {name: row["state"] for name, row in managers.items()}
@@ -216,6 +222,20 @@ class Service:
             },
             "managers": managers,
         }
+
+    async def _probe_recent(self) -> None:
+        """Probe the managers unless a round ended within ``HEALTH_MAX_AGE``; concurrent callers
+        wait on the same round."""
+        if time.monotonic() - self._probed_at < HEALTH_MAX_AGE:
+            return
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.create_task(self._probe_round(), name="health_probes")
+        # Shielded: a caller that gives up does not cancel the round the others wait on.
+        await asyncio.shield(self._probing)
+
+    async def _probe_round(self) -> None:
+        await self.registry.refresh(budget=HEALTH_PROBE_BUDGET)
+        self._probed_at = time.monotonic()
 
     async def readiness(self) -> dict[str, Any]:
         """Can this node do its work now? One check per dependency, probed afresh, at once."""
@@ -314,6 +334,7 @@ class Service:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + interval
                     await self.registry.refresh()
+                    self._probed_at = time.monotonic()
                     if self.registry.status("database").state == State.RUNNING:
                         await self._beat()
                         await self.modes.reload()
