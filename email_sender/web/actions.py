@@ -33,8 +33,8 @@ MODES = {"normal": Mode.NORMAL, "readonly": Mode.READ_ONLY, "maintenance": Mode.
 
 def _safe_next(next_path: str | None) -> str:
     """Only a path of this console: never an address elsewhere (open redirect)."""
-    if next_path and next_path.startswith(("/ui/", "/")) and not next_path.startswith("//"):
-        return next_path if next_path == "/" or next_path.startswith("/ui/") else "/"
+    if next_path and (next_path == "/" or next_path.startswith("/ui/")):
+        return next_path
     return "/"
 
 
