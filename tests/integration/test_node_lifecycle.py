@@ -68,7 +68,8 @@ async def test_a_node_started_without_redis_answers_degraded_and_heals(tmp_path:
                 assert code == 200
                 assert seconds < 1.0
                 assert body["status"] == "degraded"
-                assert body["managers"]["event_bus"]["state"] == "failed"
+                # Failed, or caught in one of its retries (every 0.2 s here) with the reason.
+                assert body["managers"]["event_bus"]["state"] in ("failed", "starting")
                 assert "Redis" in body["failing"]["event_bus"]
                 assert body["managers"]["email_sender"]["state"] == "failed"
                 assert "dependency not running: event_bus" in body["failing"]["email_sender"]
