@@ -19,6 +19,7 @@ from email_sender.modes import Mode
 from email_sender.web.auth import (
     AdminForm,
     FormSession,
+    secure_cookies,
     set_session_cookie,
     signer_of,
 )
@@ -44,8 +45,7 @@ def _signin_page(request: Request, *, status: int = 200, error: str | None = Non
     response = page(request, "signin.html", status=status, error=error, signin_csrf=nonce,
                     next_path=next_path)
     response.set_cookie(SIGNIN_COOKIE, token, max_age=int(SIGNIN_TTL), path="/ui/signin",
-                        httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+                        httponly=True, samesite="strict", secure=secure_cookies(request))
     return response
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from email_sender.api.deps import ReadScope
 from email_sender.vectors.managers import QdrantManager
 from email_sender.vectors.search import translate_qdrant_filter
-from email_sender.vectors.store import Point, VectorStore, page_offset
+from email_sender.vectors.store import Point, VectorStore
 
 router = APIRouter(prefix="/api/v1/collections", tags=["collections"])
 
@@ -60,7 +60,7 @@ async def browse_points(
 ) -> dict[str, Any]:
     """Browse points in id order: `offset` is the `next_offset` of the previous page."""
     store = await _store(request)
-    points, following = await store.scroll_page(name, limit, page_offset(offset), with_vector)
+    points, following = await store.scroll_page(name, limit, offset, with_vector)
     items = [_browsed(point, with_vector) for point in points]
     return {"items": items, "next_offset": following}
 
