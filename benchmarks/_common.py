@@ -60,8 +60,21 @@ def ratio_line(label: str, ours: float, peer_label: str, peer: float, unit: str,
 RESULTS = Path(__file__).parent / "results"
 
 
-def write_result(name: str, figures: dict[str, Any]) -> Path:
-    """``benchmarks/results/<name>.json``: the figures with what they were measured on."""
+def row(figure: str, ours: float, unit: str, *, peer: str | None = None,
+        peer_value: float | None = None, target: str | None = None, met: bool | None = None,
+        note: str | None = None) -> dict[str, Any]:
+    """One line of a benchmark's table in ``docs/performance.md``: our figure, the peer measured
+    in the same run on the same work (and the ratio of the two), the target as words and whether
+    this run met it (``None``: no target)."""
+    ratio = ours / peer_value if peer_value else None
+    return {"figure": figure, "ours": ours, "unit": unit, "peer": peer, "peer_value": peer_value,
+            "ratio": ratio, "target": target, "met": met, "note": note}
+
+
+def write_result(name: str, figures: dict[str, Any], rows: list[dict[str, Any]] | None = None,
+                 ) -> Path:
+    """``benchmarks/results/<name>.json``: the figures with what they were measured on, and the
+    rows (see ``row``) that ``benchmarks/report.py`` writes into ``docs/performance.md``."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=Path(__file__).parent).stdout.strip()
     RESULTS.mkdir(exist_ok=True)
@@ -72,6 +85,7 @@ def write_result(name: str, figures: dict[str, Any]) -> Path:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rows": rows or [],
         "figures": figures,
     }, indent=2) + "\n")
     return path
