@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # A local folder of wheels (the CPU build of torch), when the machine has one.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PYTEST_ARGS ?=
+# make bench BENCH_ARGS=--quick: every benchmark at a small size.
+BENCH_ARGS ?=
 
 .PHONY: install run test check lint typecheck bench clean
 
@@ -34,7 +36,7 @@ check: lint typecheck test
 
 bench: install
 	$(BIN)/pip install --quiet $(FIND_LINKS) -e '.[dev,local-model,bench]'
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -72,9 +72,10 @@ def row(figure: str, ours: float, unit: str, *, peer: str | None = None,
 
 
 def write_result(name: str, figures: dict[str, Any], rows: list[dict[str, Any]] | None = None,
-                 ) -> Path:
+                 details: str | None = None) -> Path:
     """``benchmarks/results/<name>.json``: the figures with what they were measured on, and the
-    rows (see ``row``) that ``benchmarks/report.py`` writes into ``docs/performance.md``."""
+    rows (see ``row``) that ``benchmarks/report.py`` writes into ``docs/performance.md``, followed
+    by ``details`` (markdown: a benchmark's own tables) when given."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=Path(__file__).parent).stdout.strip()
     RESULTS.mkdir(exist_ok=True)
@@ -86,6 +87,7 @@ def write_result(name: str, figures: dict[str, Any], rows: list[dict[str, Any]] 
         "python": platform.python_version(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "rows": rows or [],
+        "details": details,
         "figures": figures,
     }, indent=2) + "\n")
     return path

@@ -41,6 +41,8 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 import keyword_baseline  # noqa: E402
+from _common import row as result_row  # noqa: E402
+from _common import write_result  # noqa: E402
 
 DATA = HERE / "data" / "replies.jsonl"
 LABELS = (
@@ -366,6 +368,18 @@ def item_rows(replies: Sequence[Reply], runs: Sequence[SystemRun]) -> list[dict[
     return rows
 
 
+def result_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    baseline, ours = reports
+    return [
+        result_row("macro-F1, 8 labels", ours["macro_f1"], "", peer="keyword baseline",
+                   peer_value=baseline["macro_f1"], target=">= 0.85",
+                   met=ours["macro_f1"] >= 0.85),
+        result_row("accuracy", ours["accuracy"] * 100, "%", peer="keyword baseline",
+                   peer_value=baseline["accuracy"] * 100),
+        result_row("mean time per reply, whole inbound path", ours["mean_path_ms"], "ms"),
+    ]
+
+
 async def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write every figure and prediction here")
@@ -375,6 +389,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=None,
                         help="classifier confidence threshold (default: the classifier's own)")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--quick", action="store_true",
+                        help="accepted for make bench; the evaluation set is small")
     args = parser.parse_args(argv)
 
     replies = load_replies(args.data)
@@ -400,6 +416,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
         print(f"evaluation texts also in the training examples: {len(leaked)} "
               f"{' '.join(leaked)}")
     print(markdown(reports, ratio))
+    if len(reports) == 2:
+        write_result("classify", {"embedder": args.embedder, "macro_f1_ratio": ratio,
+                                  "systems": reports}, result_rows(reports),
+                     details=markdown(reports, ratio))
     if args.json:
         args.json.write_text(json.dumps({
             "data": str(args.data),
