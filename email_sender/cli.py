@@ -7,6 +7,7 @@ each and exits non-zero: 1 for a failed check or a bad config, 2 when a port is 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -150,6 +151,7 @@ async def _serve(settings: Settings) -> None:
             await service.stop(timeout=grace * 0.9)
             starting.result()
         _announce(service, settings)
+        _freeze_heap()
         await stopping
     else:
         starting.cancel()  # a signal during start: what did start is stopped below
@@ -157,6 +159,18 @@ async def _serve(settings: Settings) -> None:
     logger.info("shutdown_requested", extra={"grace_s": grace})
     # The bound holds whatever the node is doing; _exit_after is the backstop past it.
     await service.stop(timeout=grace * 0.9)
+
+
+def _freeze_heap() -> None:
+    """Leave what start-up built out of every later garbage collection.
+
+    A started node holds some 300,000 objects (modules, the apps, their routes and models) that
+    live as long as it does. A full collection walks them all, and under load one came every
+    couple of seconds and held the event loop for tens of milliseconds: the slowest requests
+    were those that waited for it. Frozen, they are never walked again.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _announce(service: Service, settings: Settings) -> None:

@@ -33,6 +33,28 @@ http_request_duration = Histogram(
     registry=REGISTRY,
 )
 
+# Each request's two series, by route template, method and status: a ``labels()`` look-up takes
+# the metric's lock and checks every label value, and every request makes two; a dict hit does
+# neither. Bounded: the methods come from clients.
+_http_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+_HTTP_SERIES_KEPT = 10_000
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered request and its duration."""
+    key = (route, method, status)
+    series = _http_series.get(key)
+    if series is None:
+        series = (
+            http_requests.labels(route, method, str(status)),
+            http_request_duration.labels(route, method),
+        )
+        if len(_http_series) < _HTTP_SERIES_KEPT:
+            _http_series[key] = series
+    series[0].inc()
+    series[1].observe(seconds)
+
+
 # Managers: 1 for the manager's current state, 0 for the others.
 manager_state = Gauge(
     "email_sender_manager_state",

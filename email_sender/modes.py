@@ -2,10 +2,13 @@
 
 The mode lives in the ``settings`` table so that every node and every restart sees the same one.
 Each node caches it for ``refresh_seconds``; a change made through this node is seen at once.
+Once the cache is stale, one read refreshes it and the requests arriving meanwhile wait on that
+read rather than each reading the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from typing import Any
@@ -18,6 +21,8 @@ from email_sender.db.engine import Database
 from email_sender.db.schema import settings as settings_table
 
 MODE_KEY = "service_mode"
+# How long a change of mode waits for a read already under way (the database bounds it too).
+READ_WAIT_SECONDS = 5.0
 
 
 class Mode(enum.StrEnum):
@@ -41,6 +46,7 @@ class ModeStore:
         self._mode = Mode.NORMAL
         self._details: dict[str, Any] = {}
         self._read_at = 0.0
+        self._reading: asyncio.Task[Mode] | None = None
 
     @property
     def cached(self) -> Mode:
@@ -49,7 +55,10 @@ class ModeStore:
 
     async def current(self) -> Mode:
         if time.monotonic() - self._read_at >= self.refresh_seconds:
-            await self.reload()
+            if self._reading is None or self._reading.done():
+                self._reading = asyncio.create_task(self.reload(), name="mode_reload")
+            # Shielded: a request that gives up does not cancel the read the others wait on.
+            await asyncio.shield(self._reading)
         return self._mode
 
     async def describe(self) -> dict[str, Any]:
@@ -81,6 +90,10 @@ class ModeStore:
         self, mode: Mode, *, actor: str, reason: str | None = None, client_ip: str | None = None
     ) -> Mode:
         """Persist ``mode`` for every node and write the change to the audit log."""
+        reading = self._reading
+        if reading is not None and not reading.done():
+            # A read begun before the change must not land after it with the old mode.
+            await asyncio.wait({reading}, timeout=READ_WAIT_SECONDS)
         previous = await self.reload()
         now = time.time()
         value = {"mode": mode.value, "reason": reason}

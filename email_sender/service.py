@@ -75,6 +75,8 @@ class Service:
         self.started_at = time.time()
         self._probed_at = -HEALTH_MAX_AGE  # monotonic time of the last round of manager probes
         self._probing: asyncio.Task[None] | None = None
+        # What the manager state gauges show, by manager: they are written on a change only.
+        self._exported_states: dict[str, State] = {}
         self.db = Database(
             settings.database_url,
             pool_size=settings.database.pool_size,
@@ -343,7 +345,15 @@ class Service:
             self._export_states()
 
     def _export_states(self) -> None:
+        """Set the manager state gauges of the managers whose state changed since the last call.
+
+        /health calls this on every request: unchanged states cost one comparison each, not a
+        gauge write per manager and state.
+        """
         for status in self.registry.statuses():
+            if self._exported_states.get(status.name) == status.state:
+                continue
+            self._exported_states[status.name] = status.state
             for state in State:
                 metrics.manager_state.labels(status.name, state.value).set(
                     1 if status.state == state else 0

@@ -62,6 +62,9 @@ def create_app(service: Service) -> FastAPI:
         version=__version__,
         description="Self-hosted email delivery with semantic memory.",
         responses=errors.ERROR_RESPONSES,
+        # FastAPI's own OpenTelemetry bridge asks the global providers on every request whether
+        # one is configured; this service exports Prometheus metrics and JSON logs instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
     app.state.keys = KeyRing(settings.security)

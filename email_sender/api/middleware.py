@@ -123,18 +123,18 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            metrics.http_requests.labels(template, method, str(status_holder["status"])).inc()
-            metrics.http_request_duration.labels(template, method).observe(elapsed)
-            logger.info(
-                "http_request",
-                extra={
-                    "method": method,
-                    "path": scope["path"],
-                    "status": status_holder["status"],
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "client_ip": client,
-                },
-            )
+            metrics.observe_request(template, method, status_holder["status"], elapsed)
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "http_request",
+                    extra={
+                        "method": method,
+                        "path": scope["path"],
+                        "status": status_holder["status"],
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "client_ip": client,
+                    },
+                )
             request_id_var.reset(token)
 
     def _refuse(
