@@ -12,6 +12,9 @@ connections become :class:`TransientDeliveryError`, 5xx becomes :class:`Permanen
 Each carries ``smtp_code``, ``relay`` and, in ``details``, the server's ``response``, whether
 the failure was the ``network``'s, and ``uncertain`` when the connection failed after the message
 data was sent, before the relay answered (the relay may have taken it).
+
+A message is an :class:`EmailMessage`, flattened here for what the relay supports, or the bytes
+of a 7-bit message already in wire form (see :mod:`email_sender.mail.wire`), sent as they are.
 """
 
 from __future__ import annotations
@@ -56,11 +59,15 @@ class SendResult:
     duration_ms: float
 
 
+# An EmailMessage, or a 7-bit message already in wire form (CRLF line ends).
+Message = EmailMessage | bytes
+
+
 @runtime_checkable
 class Transport(Protocol):
     async def send(
         self,
-        message: EmailMessage,
+        message: Message,
         sender: str,
         recipients: list[str],
         *,
@@ -306,7 +313,7 @@ class SmtpTransport:
 
     async def send(
         self,
-        message: EmailMessage,
+        message: Message,
         sender: str,
         recipients: list[str],
         *,
@@ -349,7 +356,7 @@ class SmtpTransport:
         self,
         pool: _RelayPool,
         connection: _Connection,
-        message: EmailMessage,
+        message: Message,
         sender: str,
         recipients: list[str],
         ready: Callable[[], bool] | None,
@@ -424,7 +431,7 @@ class SmtpTransport:
 
 
 async def _transaction(
-    connection: _Connection, message: EmailMessage, sender: str, recipients: list[str]
+    connection: _Connection, message: Message, sender: str, recipients: list[str]
 ) -> aiosmtplib.SMTPResponse:
     client = connection.client
     connection.awaiting_reply = False
@@ -432,7 +439,10 @@ async def _transaction(
     if utf8 and not client.supports_extension("smtputf8"):
         raise aiosmtplib.SMTPNotSupported("the relay does not support SMTPUTF8 addresses")
     eight_bit = client.supports_extension("8bitmime")
-    data = flatten_message(message, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
+    if isinstance(message, bytes):
+        data = message  # 7-bit already: the same bytes for any relay
+    else:
+        data = flatten_message(message, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
     options = ["SMTPUTF8"] if utf8 else []
     if eight_bit:
         options.append("BODY=8BITMIME")
@@ -460,10 +470,12 @@ async def _transaction(
         raise
 
 
-def _needs_smtputf8(message: EmailMessage, sender: str, recipients: list[str]) -> bool:
+def _needs_smtputf8(message: Message, sender: str, recipients: list[str]) -> bool:
     """True when an address (envelope, or in an address header) has a non-ASCII mailbox."""
     if not all(address.isascii() for address in (sender, *recipients)):
         return True
+    if isinstance(message, bytes):
+        return False  # a message in wire form is ASCII throughout
     # Display names can be encoded words; a non-ASCII addr-spec in a header cannot.
     for name in ("From", "To", "Cc", "Reply-To", "Sender"):
         header = message.get(name)

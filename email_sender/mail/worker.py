@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
-from email.message import EmailMessage
 from typing import Any
 
 from email_sender import metrics
@@ -35,7 +34,8 @@ from email_sender.mail.message import address_of, build_mime
 from email_sender.mail.outbox import Outbox, Status, prepared_from_row
 from email_sender.mail.retry import Outcome, RetryPolicy
 from email_sender.mail.suppression import SuppressionList, normalise
-from email_sender.mail.transport import SendResult, Transport
+from email_sender.mail.transport import Message, SendResult, Transport
+from email_sender.mail.wire import simple_wire_form
 from email_sender.managers import Health, State
 from email_sender.modes import ModeStore
 from email_sender.settings import DeliverySettings
@@ -238,7 +238,7 @@ class DeliveryManager:
         started = time.time()
         try:
             email = prepared_from_row(row)
-            message = build_mime(email)
+            message = simple_wire_form(email) or build_mime(email)
         except Exception as exc:  # stored before today's rules, or a bug: it can never be sent
             logger.error(
                 "delivery_unbuildable",
@@ -320,7 +320,7 @@ class DeliveryManager:
 
     async def _send(
         self,
-        message: EmailMessage,
+        message: Message,
         sender: str,
         recipients: list[str],
         lease: Lease,
