@@ -11,6 +11,11 @@ file is deleted when every collection is done.
 Resuming is checked, not trusted: the state must name the same source and target, the last id
 it records must be at the recorded position of the scroll and present in the target; otherwise
 that collection is copied again from its start.
+
+Between two Qdrant Edge stores nothing is converted: a collection the target lacks is copied as
+the shard's files (points, payload indexes and HNSW graph; see
+:meth:`~email_sender.vectors.edge.EdgeVectorStore.copy_collection_to`), one it has is copied page
+by page as the engine holds the points. Either way ``verify`` then compares per-point checksums.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from email_sender.errors import Conflict, DimensionMismatch, EmailSenderError, ValidationError
 from email_sender.ops.verify import resolve_collections
-from email_sender.vectors.store import Point, VectorStore
+from email_sender.vectors.edge import EdgeVectorStore
+from email_sender.vectors.store import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +41,12 @@ DEFAULT_BATCH_SIZE = 1000
 MAX_BATCH_SIZE = 100_000
 
 Progress = Callable[[int], None]
+Write = Callable[[str, Sequence[Any], bool], Awaitable[None]]
+
+# How a collection's points travel (CollectionMigration.method).
+POINTS = "points"  # scroll Point objects, upsert them: any stores
+EDGE_PAGES = "edge pages"  # edge → edge into an existing collection: engine points as they are
+SHARD_FILES = "shard files"  # edge → edge into a new collection: the shard's files
 
 
 class CollectionDimensionMismatch(DimensionMismatch):
@@ -62,6 +74,7 @@ class CollectionMigration:
     seconds: float = 0.0
     created: bool = False
     restarted: str | None = None
+    method: str = POINTS
 
     def as_dict(self) -> dict[str, Any]:
         rate = self.copied / self.seconds if self.seconds > 0 else 0.0
@@ -74,6 +87,7 @@ class CollectionMigration:
             "points_per_second": round(rate, 1),
             "created": self.created,
             "restarted": self.restarted,
+            "method": self.method,
         }
 
 
@@ -214,7 +228,9 @@ async def _prepare_target(
 ) -> CollectionMigration:
     info = await source.collection_info(name)
     outcome = CollectionMigration(name, await source.count(name))
+    edge_to_edge = isinstance(source, EdgeVectorStore) and isinstance(target, EdgeVectorStore)
     if name in await target.list_collections():
+        outcome.method = EDGE_PAGES if edge_to_edge else POINTS
         existing = await target.collection_info(name)
         if existing.dimension != info.dimension:
             raise CollectionDimensionMismatch(name, info.dimension, existing.dimension)
@@ -226,6 +242,9 @@ async def _prepare_target(
             )
     else:
         outcome.created = True
+        if edge_to_edge:
+            outcome.method = SHARD_FILES  # the copy creates the collection
+            return outcome
     await target.ensure_collection(
         name, info.dimension, info.distance, info.payload_indexes, info.sparse
     )
@@ -250,6 +269,10 @@ async def _copy_collection(
         outcome.skipped = int(recorded["copied"])
         if progress is not None:
             progress(outcome.skipped)
+        return
+    if outcome.method == SHARD_FILES:
+        await _copy_shard(source, target, outcome, recorded, progress)
+        state.save()
         return
     skip = int(recorded["copied"])
     if skip and not await _present(target, name, recorded["last_id"]):
@@ -278,24 +301,65 @@ async def _copy_from(
     name = outcome.collection
     recorded = state.progress_of(name)
     position = 0
-    async for batch in source.scroll(name, batch_size=batch_size, with_vectors=True):
-        end = position + len(batch)
+    write: Write = target.upsert
+    if outcome.method == EDGE_PAGES:
+        assert isinstance(target, EdgeVectorStore)
+        write = target.upsert_native
+    async for ids, batch in _pages(source, name, batch_size, outcome.method):
+        end = position + len(ids)
         if skip and position < skip <= end:
-            if batch[skip - position - 1].id != recorded["last_id"]:
+            if ids[skip - position - 1] != recorded["last_id"]:
                 return "the source no longer scrolls in the recorded order"
             outcome.skipped = skip
-        todo: list[Point] = batch[max(0, skip - position):]
+        todo = batch[max(0, skip - position):]
         position = end
         if todo:
-            await target.upsert(name, todo, wait=True)
+            await write(name, todo, True)
             outcome.copied += len(todo)
-            recorded["copied"], recorded["last_id"] = position, batch[-1].id
+            recorded["copied"], recorded["last_id"] = position, ids[-1]
             state.save()
         if progress is not None:
-            progress(len(batch))
+            progress(len(ids))
     if skip > position:
         return "the source holds fewer points than the state records"
     return None
+
+
+async def _pages(
+    source: VectorStore, name: str, batch_size: int, method: str
+) -> AsyncIterator[tuple[list[str], Sequence[Any]]]:
+    """The source's points in scroll order, a page at a time: their ids, and what the target's
+    writer takes (``Point`` objects, or the engine's own points between Edge stores)."""
+    if method == EDGE_PAGES:
+        assert isinstance(source, EdgeVectorStore)
+        async for page in source.scroll_native(name, batch_size):
+            yield page.ids, page.points
+        return
+    async for batch in source.scroll(name, batch_size=batch_size, with_vectors=True):
+        yield [point.id for point in batch], batch
+
+
+async def _copy_shard(
+    source: VectorStore,
+    target: VectorStore,
+    outcome: CollectionMigration,
+    recorded: dict[str, Any],
+    progress: Progress | None,
+) -> None:
+    """Edge → edge into a new collection: copy the shard's files, then check the count."""
+    assert isinstance(source, EdgeVectorStore) and isinstance(target, EdgeVectorStore)
+    copied = await source.copy_collection_to(target, outcome.collection)
+    if copied != outcome.source_points:
+        raise Conflict(
+            f"collection {outcome.collection!r}: the copy holds {copied} points, the source "
+            f"held {outcome.source_points} when the migration began: was it written to "
+            "meanwhile? run verify --fix",
+            collection=outcome.collection,
+        )
+    outcome.copied = copied
+    recorded["copied"], recorded["last_id"] = copied, None
+    if progress is not None:
+        progress(copied)
 
 
 async def _present(store: VectorStore, name: str, pid: str | None) -> bool:

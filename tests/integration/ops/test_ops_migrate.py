@@ -220,6 +220,8 @@ def test_export_and_import_commands_round_trip(tmp_path: Path) -> None:
 def test_migration_killed_midway_resumes_where_it_stopped(tmp_path: Path) -> None:
     total = 6000
     asyncio.run(edge_store_with(tmp_path / "a", email_points(total)))
+    # Into an existing collection, edge → edge goes page by page (a new one is a file copy).
+    asyncio.run(edge_store_with(tmp_path / "b", []))
     state = tmp_path / "progress.json"
     args = ["migrate", "--from", f"edge://{tmp_path / 'a'}", "--to", f"edge://{tmp_path / 'b'}",
             "--batch-size", "20", "--state", str(state)]
@@ -352,3 +354,47 @@ async def test_sparse_vectors_migrate_through_every_store_and_verify(tmp_path: P
     assert await dense_only.count("emails") == 0
     for store in (source, local, target, dense_only):
         await store.close()
+
+
+async def test_edge_to_a_new_edge_collection_copies_the_shard_files(tmp_path: Path) -> None:
+    analyser = TextAnalyser(["fr", "en"])
+    points = email_points(500, seed=12)
+    for n, point in enumerate(points):
+        point.sparse = analyser.document(point.payload["subject"] + f" Quimperlé {n}", "fr")
+    source = EdgeVectorStore(tmp_path / "a")
+    await source.ensure_collection("emails", DIM, "Cosine", INDEXES, sparse=True)
+    await source.upsert("emails", points[:400])
+    await source.optimize("emails")
+    await source.upsert("emails", points[400:], wait=False)  # some only in the write-ahead log
+    target = EdgeVectorStore(tmp_path / "b")
+    (tmp_path / "b" / ".copying" / "emails").mkdir(parents=True)  # an interrupted copy's rest
+    report = await migrate(source, target, batch_size=64, state_path=tmp_path / "s.json")
+    outcome = report.collections[0]
+    assert (outcome.method, outcome.copied, outcome.created) == ("shard files", 500, True)
+    check = await verify(source, target)
+    assert check.identical, check.as_dict()
+    assert await target.list_collections() == ["emails"]
+    assert not (tmp_path / "b" / ".copying").exists()
+    info = await target.collection_info("emails")
+    assert (info.points_count, info.payload_indexes, info.sparse) == (500, INDEXES, True)
+    hits = await target.search_sparse("emails", analyser.query("quimperle 417"), limit=1)
+    assert [hit.id for hit in hits] == [points[417].id]
+
+    # Both stores go on working: the source was closed for the copy and opened again.
+    extra = email_points(3, seed=13)
+    await source.upsert("emails", extra)
+    await target.upsert("emails", extra[:1])
+    assert (await source.count("emails"), await target.count("emails")) == (503, 501)
+    with pytest.raises(Conflict, match="already exists"):
+        await source.copy_collection_to(target, "emails")
+
+    # Into the collection it now has, the same migration goes page by page, as the engine
+    # holds the points.
+    again = await migrate(source, target, batch_size=64, state_path=tmp_path / "s2.json")
+    assert (again.collections[0].method, again.collections[0].copied) == ("edge pages", 503)
+    assert (await verify(source, target)).identical
+    for store in (source, target):
+        await store.close()
+    reopened = EdgeVectorStore(tmp_path / "b")
+    assert await reopened.count("emails") == 503
+    await reopened.close()
