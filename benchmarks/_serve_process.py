@@ -43,6 +43,12 @@ class Node:
                 continue
         return total
 
+    def memory_detail(self) -> dict[str, int]:
+        """The main process's memory in bytes: rss, and of it ``shared`` (file-backed pages:
+        libraries, memory-mapped model and vector files), vms, data."""
+        info = psutil.Process(self.process.pid).memory_info()
+        return {key: int(value) for key, value in info._asdict().items()}
+
     def cpu_seconds(self) -> float:
         total = 0.0
         for process in self.tree():

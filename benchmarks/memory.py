@@ -334,6 +334,7 @@ def run(n: int, soak_seconds: float, warmup: float, rate: float, quiet: bool) ->
             if "degraded" in node.announcement():
                 raise RuntimeError(f"the node started degraded: {node.announcement()}")
             figures["rss_started"] = node.rss_bytes()
+            figures["memory_started"] = node.memory_detail()
             outbox = Outbox(work / "data" / "email-sender.db")
             started = time.monotonic()
             ids = feed(client, n, random.Random(1), quiet)
@@ -341,6 +342,7 @@ def run(n: int, soak_seconds: float, warmup: float, rate: float, quiet: bool) ->
             settled = wait_settled(outbox, node, n, timeout=600 + n / 20, quiet=quiet)
             figures["settle_seconds"] = time.monotonic() - started
             figures["rss_drained"] = node.rss_bytes()
+            figures["memory_drained"] = node.memory_detail()
             figures["rss_peak_draining"] = max(settled["peak_rss"], figures["rss_drained"])
             check_sink(sink, n)
             points = _check_answer(client.get("/api/v1/collections/emails"),
@@ -406,7 +408,8 @@ def main() -> None:
           f"{n} emails {figures['rss_drained'] / MIB:.0f} MiB (peak "
           f"{figures['rss_peak_draining'] / MIB:.0f} MiB; queued in "
           f"{figures['queue_seconds']:.1f} s, sent and indexed in "
-          f"{figures['settle_seconds']:.1f} s); Python + local model alone "
+          f"{figures['settle_seconds']:.1f} s); of it file-backed (libraries, mapped files) "
+          f"{figures['memory_drained']['shared'] / MIB:.0f} MiB; Python + local model alone "
           f"{figures['bare_model_rss'] / MIB:.0f} MiB")
     verdict = "met" if growth < GROWTH_TARGET else "NOT met"
     print(f"  soak: {soaked['requests_total']} requests {soaked['requests']}, none failed; RSS "
