@@ -428,37 +428,45 @@ class Outbox:
             )
             return set(rows.scalars())
 
-    async def record(self, outcomes: list[dict[str, Any]], worker: str) -> list[str]:
+    async def record(
+        self, outcomes: list[dict[str, Any]], worker: str | None = None
+    ) -> list[str]:
         """Store outcomes of leased emails in one transaction; answer the ids recorded.
 
-        An outcome whose lease was lost (expired and taken by another worker) is not recorded,
-        except a sent one: a message that went out is recorded while the email is still being
-        sent, so that the worker holding it now learns it is done instead of sending it again.
-        Each outcome has ``email_id``, ``n``, ``status``, ``attempt`` (the attempts row) and
-        optionally ``next_attempt_at``, ``last_error``, ``sent_at``.
+        Each outcome names the ``worker`` holding its lease (``worker`` when it does not), so
+        the outcomes of every worker of a node share one transaction. An outcome whose lease
+        was lost (expired and taken by another worker) is not recorded, except a sent one: a
+        message that went out is recorded while the email is still being sent, so that the
+        worker holding it now learns it is done instead of sending it again. Each outcome has
+        ``email_id``, ``n``, ``status``, ``attempt`` (the attempts row) and optionally
+        ``worker``, ``next_attempt_at``, ``last_error``, ``sent_at``.
         """
         if not outcomes:
             return []
         now = time.time()
-        sent = [o["email_id"] for o in outcomes if o["status"] == Status.SENT.value]
         held = (
-            select(emails.c.id)
+            select(emails.c.id, emails.c.lease_owner)
             .where(emails.c.id.in_([outcome["email_id"] for outcome in outcomes]),
-                   or_(emails.c.lease_owner == worker, emails.c.id.in_(sent)),
                    emails.c.status == Status.SENDING.value)
         )
         if self.db.dialect == "postgresql":
             held = held.with_for_update()
         async with self.db.transaction() as connection:
-            ours = set((await connection.execute(held)).scalars())
-            mine = [outcome for outcome in outcomes if outcome["email_id"] in ours]
+            owners = {row.id: row.lease_owner for row in await connection.execute(held)}
+            mine = [
+                {**outcome, "worker": outcome.get("worker", worker)}
+                for outcome in outcomes
+                if outcome["email_id"] in owners
+                and (outcome["status"] == Status.SENT.value
+                     or owners[outcome["email_id"]] == outcome.get("worker", worker))
+            ]
             if not mine:
                 return []
             # One statement each, executed for many rows: no per-email statement building.
             await connection.execute(_FINISH, [
                 {
                     "b_id": outcome["email_id"],
-                    "b_worker": worker,
+                    "b_worker": outcome["worker"],
                     "b_status": outcome["status"],
                     "b_updated_at": now,
                     "b_last_error": outcome.get("last_error"),
@@ -468,7 +476,7 @@ class Outbox:
                 for outcome in mine
             ])
             await connection.execute(insert(attempts), [
-                {"email_id": outcome["email_id"], "n": outcome["n"], "worker": worker,
+                {"email_id": outcome["email_id"], "n": outcome["n"], "worker": outcome["worker"],
                  **outcome["attempt"]}
                 for outcome in mine
             ])

@@ -95,6 +95,8 @@ class DeliveryManager:
         }
         self.last_error: str | None = None
         self._relay_checked: tuple[float, str | None] = (0.0, None)
+        # One for every worker: outcomes that finish together share a transaction.
+        self._recorder = _Recorder(outbox, self)
 
     # Manager
 
@@ -205,7 +207,7 @@ class DeliveryManager:
             return 0
         self.counters["claimed"] += len(batch)
         lease = Lease(self.outbox, worker, batch, self.settings.lease_seconds)
-        recorder = _Recorder(self.outbox, worker, self, lease)
+        recorder = self._recorder
         async with lease.renewed():
             suppressed = await self.suppressions.among(
                 address_of(address)
@@ -246,7 +248,7 @@ class DeliveryManager:
                 exc_info=True,
             )
             reason = f"the message cannot be built: {type(exc).__name__}: {exc}"
-            await recorder.add(row, {
+            await recorder.add(row, lease, {
                 "status": Status.FAILED.value,
                 "last_error": reason,
                 "attempt": _attempt(None, None, reason, Status.FAILED.value, started),
@@ -255,7 +257,7 @@ class DeliveryManager:
         recipients = [r for r in email.recipients if normalise(r) not in suppressed]
         if not recipients:
             reason = "every recipient is on the suppression list"
-            await recorder.add(row, {
+            await recorder.add(row, lease, {
                 "status": Status.SUPPRESSED.value,
                 "last_error": reason,
                 "attempt": _attempt(None, None, reason, Status.SUPPRESSED.value, started),
@@ -273,7 +275,7 @@ class DeliveryManager:
                 metrics.delivery_uncertain.inc()
                 logger.warning("delivery_outcome_uncertain", extra={"email_id": row.id,
                                "relay": exc.relay, "error": exc.message})
-            await recorder.add(row, self._failure(row, exc, started))
+            await recorder.add(row, lease, self._failure(row, exc, started))
             if (
                 self.policy.suppress(exc.smtp_code, exc.details.get("response"))
                 and len(recipients) == 1
@@ -287,10 +289,11 @@ class DeliveryManager:
                 exc_info=True,
             )
             unexpected = TransientDeliveryError(f"unexpected error: {type(exc).__name__}: {exc}")
-            await recorder.add(row, self._failure(row, unexpected, started))
+            await recorder.add(row, lease, self._failure(row, unexpected, started))
             return
         await recorder.add(
             row,
+            lease,
             {
                 "status": Status.SENT.value,
                 "sent_at": time.time(),
@@ -422,20 +425,19 @@ def _attempt(
 
 
 class _Recorder:
-    """Writes outcomes as soon as possible; those that arrive during a write share the next."""
+    """Writes outcomes as soon as possible; those that arrive during a write, from any worker,
+    share the next."""
 
-    def __init__(
-        self, outbox: Outbox, worker: str, manager: DeliveryManager, lease: Lease
-    ) -> None:
+    def __init__(self, outbox: Outbox, manager: DeliveryManager) -> None:
         self.outbox = outbox
-        self.worker = worker
         self.manager = manager
-        self.lease = lease
-        self._pending: list[tuple[Any, dict[str, Any]]] = []
+        self._pending: list[tuple[Any, Lease, dict[str, Any]]] = []
         self._lock = asyncio.Lock()
 
-    async def add(self, row: Any, outcome: dict[str, Any]) -> None:
-        self._pending.append((row, {**outcome, "email_id": row.id, "n": row.attempts}))
+    async def add(self, row: Any, lease: Lease, outcome: dict[str, Any]) -> None:
+        self._pending.append(
+            (row, lease, {**outcome, "email_id": row.id, "n": row.attempts, "worker": lease.worker})
+        )
         await self.flush()
 
     async def flush(self) -> None:
@@ -443,9 +445,9 @@ class _Recorder:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
-            recorded = await self._record([outcome for _, outcome in batch])
-        for row, outcome in batch:
-            self.lease.finish(row.id)
+            recorded = await self._record([outcome for _, _, outcome in batch])
+        for row, lease, outcome in batch:
+            lease.finish(row.id)
             if recorded is None:
                 continue
             if row.id not in recorded:
@@ -458,7 +460,7 @@ class _Recorder:
         delay = 0.1
         for attempt in range(1, RECORD_TRIES + 1):
             try:
-                return set(await self.outbox.record(outcomes, self.worker))
+                return set(await self.outbox.record(outcomes))
             except EmailSenderError as exc:
                 if attempt == RECORD_TRIES:
                     # The lease runs out and the emails are tried again: a sent one may go

@@ -203,3 +203,41 @@ async def test_a_sent_outcome_is_recorded_even_after_the_lease_moved(
                 select(emails.c.status).where(emails.c.id == accepted.id))).scalar_one()
     assert logged == ["first"]
     assert status == "sent"
+
+
+async def test_outcomes_of_several_workers_share_one_record_each_under_its_own_lease(
+    tmp_path: Path, database_url: str, smtp_server: SmtpTestServer
+) -> None:
+    """One transaction records what each worker still holds, and only that (or what was sent)."""
+    node = build_service(make_settings(tmp_path, database_url), role="api")
+    async with node:
+        for n in range(3):
+            await node.intake.accept(EmailIn.model_validate(email(n)))
+        [first] = await node.outbox.claim("first", batch_size=1, lease_seconds=60)
+        [second] = await node.outbox.claim("second", batch_size=1, lease_seconds=60)
+        [third] = await node.outbox.claim("third", batch_size=1, lease_seconds=60)
+        attempt = {"relay": "r", "smtp_code": 250, "response": "ok", "outcome": "sent",
+                   "started_at": time.time(), "duration_ms": 1.0}
+
+        def outcome(row: Any, worker: str, status: str) -> dict[str, Any]:
+            return {"email_id": row.id, "n": row.attempts, "worker": worker, "status": status,
+                    "sent_at": time.time() if status == "sent" else None,
+                    "next_attempt_at": time.time(), "attempt": attempt}
+
+        recorded = await node.outbox.record([
+            outcome(first, "first", "sent"),
+            outcome(second, "second", "deferred"),
+            # Not this worker's lease: refused, the email stays with "third".
+            outcome(third, "first", "deferred"),
+        ])
+        assert sorted(recorded) == sorted([first.id, second.id])
+        async with node.db.connect() as connection:
+            rows = dict((await connection.execute(
+                select(emails.c.id, emails.c.status).where(
+                    emails.c.id.in_([first.id, second.id, third.id]))
+            )).all())
+            logged = dict((await connection.execute(
+                select(attempts.c.email_id, attempts.c.worker)
+            )).all())
+    assert rows == {first.id: "sent", second.id: "deferred", third.id: "sending"}
+    assert logged == {first.id: "first", second.id: "second"}
