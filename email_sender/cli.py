@@ -23,6 +23,7 @@ import typer
 import yaml
 
 from email_sender import __version__
+from email_sender.api.workers import check_workers, serve_workers
 from email_sender.cli_backup import backup_app, rollback
 from email_sender.cli_contacts import contacts_app
 from email_sender.cli_monitor import monitor
@@ -89,6 +90,10 @@ def serve(
     metrics_port: Annotated[int | None, typer.Option(help="metrics.port")] = None,
     role: Annotated[str | None, typer.Option(help="node.role: all, api, delivery, vectors")] = None,
     log_level: Annotated[str | None, typer.Option(help="logging.level")] = None,
+    workers: Annotated[
+        int, typer.Option(help="API processes sharing server.port (--role api only)")
+    ] = 1,
+    reuse_port: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run the service: API, delivery and indexing workers, all managers of the role."""
     settings = _settings(
@@ -102,9 +107,12 @@ def serve(
             "logging.level": log_level,
         },
     )
+    check_workers(workers, settings)
+    if workers > 1:
+        sys.exit(serve_workers(settings, workers, config))
     _setup_logging(settings)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_serve(settings))
+        runner.run(_serve(settings, reuse_port=reuse_port))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -117,7 +125,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, *, reuse_port: bool = False) -> None:
     from email_sender.api.server import ApiServer
     from email_sender.service import build_service
 
@@ -126,7 +134,7 @@ async def _serve(settings: Settings) -> None:
     serves_api = service.role in ("all", "api")
     if serves_api or settings.metrics.enabled:
         # Added last so it starts last, but depending on nothing: a degraded node still answers.
-        service.add(ApiServer(service, serve_api=serves_api))
+        service.add(ApiServer(service, serve_api=serves_api, reuse_port=reuse_port))
     stop = asyncio.Event()
     grace = settings.server.shutdown_grace
 

@@ -40,13 +40,22 @@ def holder_of(port: int) -> str | None:
     return None
 
 
-def bind(host: str, port: int, *, what: str = "port") -> socket.socket:
-    """A listening, non-blocking TCP socket on ``host:port``; ``PortInUse`` names the holder."""
+def bind(
+    host: str, port: int, *, what: str = "port", reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
+    """A listening, non-blocking TCP socket on ``host:port``; ``PortInUse`` names the holder.
+
+    ``reuse_port``: other processes of this user may bind the same port with it too, and the
+    kernel spreads new connections over those listening (the API workers). ``listen=False``
+    only holds the port.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on connections of a
     # socket that says it is TCP; without it every answer waited ~40 ms for a delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
@@ -61,6 +70,7 @@ def bind(host: str, port: int, *, what: str = "port") -> socket.socket:
                 port=port,
             ) from exc
         raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror}", port=port) from exc
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.setblocking(False)
     return sock

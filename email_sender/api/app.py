@@ -34,12 +34,13 @@ from email_sender.api.routes import (
 from email_sender.api.security import KeyRing
 from email_sender.service import Service
 
+# Routes are matched in this order, router after router: the two that take the load first.
 ROUTERS = [
     health.router,
+    emails.router,
     managers.router,
     events.router,
     maintenance.router,
-    emails.router,
     suppressions.router,
     sink.router,
     backups.router,

@@ -46,12 +46,19 @@ class ApiServer:
     """
 
     def __init__(
-        self, service: Service, *, depends_on: tuple[str, ...] = (), serve_api: bool = True
+        self,
+        service: Service,
+        *,
+        depends_on: tuple[str, ...] = (),
+        serve_api: bool = True,
+        reuse_port: bool = False,
     ) -> None:
         settings = service.settings
         self.name = "api" if serve_api else "metrics"
         self.service = service
         self.depends_on = depends_on
+        # One of several API workers on one port (see api/workers.py).
+        self.reuse_port = reuse_port
         self.sockets: dict[str, socket.socket] = {}
         if serve_api:
             if not settings.security.api_keys and not is_loopback(settings.server.host):
@@ -59,7 +66,9 @@ class ApiServer:
                     f"server.host: {settings.server.host} is not a loopback address and no "
                     "security.api_keys are configured; add API keys or bind 127.0.0.1"
                 )
-            self.sockets["api"] = bind(settings.server.host, settings.server.port, what="API port")
+            self.sockets["api"] = bind(
+                settings.server.host, settings.server.port, what="API port", reuse_port=reuse_port
+            )
         if settings.metrics.enabled:
             self.sockets["metrics"] = bind(
                 settings.metrics.host, settings.metrics.port, what="metrics port"
@@ -80,7 +89,9 @@ class ApiServer:
         for which, sock in list(self.sockets.items()):
             if sock.fileno() == -1:  # closed by a stop: started again, on the same port
                 host, port = self._addresses[which]
-                self.sockets[which] = bind(host, port, what=f"{which} port")
+                self.sockets[which] = bind(
+                    host, port, what=f"{which} port", reuse_port=self.reuse_port and which == "api"
+                )
         apps: dict[str, Any] = {}
         if "api" in self.sockets:
             apps["api"] = create_app(self.service)
