@@ -250,9 +250,35 @@ def _busy_seconds(before: Any, after: Any) -> float:
     return float(total - idle)
 
 
-def _cores(result: dict[str, Any]) -> str:
-    busy = result["cores_busy"]
-    return f"{busy['delivery']:.2f} + {busy['postgres']:.2f} + {busy['sink']:.2f}"
+def details(drains: dict[int, list[dict[str, Any]]], one: dict[str, Any], cores: int,
+            ceiling: float) -> str:
+    """Markdown: every drain with the cores each part kept busy, and what bounds the ratio."""
+    lines = [
+        f"Each process: {WORKERS} delivery workers, {CONNECTIONS} SMTP connections to one "
+        f"counting sink, batches of {BATCH}, polled every 50 ms, no relay rate limit. Timed from "
+        "one statement making every queued email due (all processes started and idle) to the "
+        "last message at the sink.",
+        "",
+        "| processes | emails/s | seconds | sent per process | cores busy: delivery | "
+        "PostgreSQL backends | sink | whole machine |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for result in (*drains[1], *drains[2]):
+        busy = result["cores_busy"]
+        lines.append(
+            f"| {result['processes']} | {result['emails_per_s']:.0f} | {result['seconds']:.2f} | "
+            f"{' + '.join(map(str, result['sent_by_node']))} | {busy['delivery']:.2f} | "
+            f"{busy['postgres']:.2f} | {busy['sink']:.2f} | "
+            f"{result['machine_cpu_utilisation']:.0%} of {cores} |")
+    cost = one["cpu_ms_per_email"]
+    lines += [
+        "",
+        f"CPU per email with one process: delivery {cost['delivery']:.2f} ms, PostgreSQL "
+        f"{cost['postgres']:.2f} ms, sink {cost['sink']:.2f} ms; at that cost {cores} cores "
+        f"cap any drain at {ceiling:.0f} emails/s, {ceiling / one['emails_per_s']:.2f}x one "
+        "process: above that line two processes can only share the same cores.",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -295,22 +321,17 @@ def main() -> None:
                "cpu_count": psutil.cpu_count(), "one": one, "two": two, "ratio": ratio,
                "all_drains": drains, "cpu_ceiling_per_s": ceiling,
                "cpu_ceiling_ratio": ceiling / one["emails_per_s"]}
-    note = (f"best of {rounds} per kind, " if rounds > 1 else "") + (
-            f"N = {n} per drain, fresh PostgreSQL database each; each process {WORKERS} workers, "
-            f"{CONNECTIONS} SMTP connections, no relay rate limit; cores busy (delivery + "
-            f"PostgreSQL + sink): {_cores(one)} with one process, {_cores(two)} with two, of "
-            f"{psutil.cpu_count()}; whole machine {one['machine_cpu_utilisation']:.0%} and "
-            f"{two['machine_cpu_utilisation']:.0%}; CPU per email {cpu_per_email * 1000:.2f} ms, "
-            f"so {cores} cores cap any drain at {ceiling:.0f}/s = "
-            f"{ceiling / one['emails_per_s']:.2f}x one process")
+    setup = (f"N = {n}, fresh PostgreSQL database per drain"
+             + (f", best of {rounds}" if rounds > 1 else ""))
     rows = [
-        row("drain, 1 delivery process", one["emails_per_s"], "emails/s",
-            note=f"N = {n}, PostgreSQL, counting sink"),
+        row("drain, 1 delivery process", one["emails_per_s"], "emails/s", note=setup),
         row("drain, 2 delivery processes", two["emails_per_s"], "emails/s",
             peer="1 delivery process", peer_value=one["emails_per_s"],
-            target=f">= {TARGET}x", met=ratio >= TARGET, note=note),
+            target=f">= {TARGET}x", met=ratio >= TARGET,
+            note=f"{cores} cores; the cores' ceiling at the CPU one email costs: "
+                 f"{ceiling / one['emails_per_s']:.2f}x"),
     ]
-    path = write_result("scale_out", figures, rows)
+    path = write_result("scale_out", figures, rows, details=details(drains, one, cores, ceiling))
     if args.json:
         print(json.dumps(figures, indent=2))
         return
