@@ -46,6 +46,12 @@ logger = logging.getLogger(__name__)
 CLAIM_SHARE = 0.5
 # Recording an outcome is tried this many times before it is given up (and logged).
 RECORD_TRIES = 5
+# While other sends are in progress, an outcome waits up to this long (or until this many are
+# pending) for theirs to share its transaction: a few large commits cost far less than one per
+# handful of emails. Recording a send already waits for the write in progress; this adds at most
+# that much again to the window in which a crash leaves a sent email to be sent again.
+RECORD_LINGER = 0.02
+RECORD_BATCH = 200
 HOUSEKEEPING_SECONDS = 5.0
 RELAY_CHECK_TIMEOUT = 5.0
 
@@ -81,6 +87,8 @@ class DeliveryManager:
         self._tasks: list[asyncio.Task[None]] = []
         # Sends still waiting for a connection or a rate token: stopping may call them off.
         self._waiting_sends: set[asyncio.Task[SendResult]] = set()
+        # Sends in progress (waiting for a connection, a token, or the relay).
+        self.sending = 0
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self.counters: dict[str, int] = {
@@ -340,6 +348,7 @@ class DeliveryManager:
             self.transport.send(message, sender, recipients, ready=ready)
         )
         self._waiting_sends.add(sending)
+        self.sending += 1
         try:
             return await sending
         except asyncio.CancelledError:
@@ -350,6 +359,8 @@ class DeliveryManager:
             raise
         finally:
             self._waiting_sends.discard(sending)
+            self.sending -= 1
+            self._recorder.changed.set()
 
     async def _give_back(self, row: Any, lease: Lease) -> None:
         """An email not sent: released if still ours, else counted as a lost lease."""
@@ -433,17 +444,21 @@ class _Recorder:
         self.manager = manager
         self._pending: list[tuple[Any, Lease, dict[str, Any]]] = []
         self._lock = asyncio.Lock()
+        # Set when an outcome is added or a send ends.
+        self.changed = asyncio.Event()
 
     async def add(self, row: Any, lease: Lease, outcome: dict[str, Any]) -> None:
         self._pending.append(
             (row, lease, {**outcome, "email_id": row.id, "n": row.attempts, "worker": lease.worker})
         )
+        self.changed.set()
         await self.flush()
 
     async def flush(self) -> None:
         async with self._lock:
             if not self._pending:
                 return
+            await self._gather()
             batch, self._pending = self._pending, []
             recorded = await self._record([outcome for _, _, outcome in batch])
         for row, lease, outcome in batch:
@@ -454,6 +469,21 @@ class _Recorder:
                 self.manager._lease_lost(row.id)
                 continue
             await self._announce(row, outcome)
+
+    async def _gather(self) -> None:
+        """Wait briefly for the outcomes of sends in progress; at once when there are none."""
+        deadline = asyncio.get_running_loop().time() + RECORD_LINGER
+        while (
+            self.manager.sending
+            and len(self._pending) < RECORD_BATCH
+            and not self.manager._stopping.is_set()
+        ):
+            self.changed.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self.changed.wait()
+            except TimeoutError:
+                return
 
     async def _record(self, outcomes: list[dict[str, Any]]) -> set[str] | None:
         """Record, retrying while the database fails; None when it never answered."""

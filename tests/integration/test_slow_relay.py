@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from email_sender.db.schema import attempts, emails
 from email_sender.errors import StoreError
+from email_sender.mail.lease import Lease
 from email_sender.mail.message import EmailIn
 from email_sender.mail.worker import DeliveryManager
 from email_sender.service import Service, build_service
@@ -241,3 +242,41 @@ async def test_outcomes_of_several_workers_share_one_record_each_under_its_own_l
             )).all())
     assert rows == {first.id: "sent", second.id: "deferred", third.id: "sending"}
     assert logged == {first.id: "first", second.id: "second"}
+
+
+async def test_outcomes_that_arrive_while_sends_are_in_progress_share_one_transaction(
+    tmp_path: Path, database_url: str, smtp_server: SmtpTestServer
+) -> None:
+    """The recorder waits for the sends in progress (briefly) so their outcomes commit together."""
+    node = build_service(make_settings(tmp_path, database_url), role="api")
+    async with node:
+        # Not started: its recorder is driven by hand below.
+        manager = DeliveryManager(
+            node.settings.delivery, outbox=node.outbox, suppressions=node.suppressions,
+            bus=node.bus, modes=node.modes, transport_factory=lambda: None,  # type: ignore[arg-type,return-value]
+        )
+        for n in range(3):
+            await node.intake.accept(EmailIn.model_validate(email(n)))
+        batch = await node.outbox.claim("by-hand", batch_size=3, lease_seconds=60)
+        lease = Lease(node.outbox, "by-hand", batch, 60)
+        writes: list[int] = []
+        record = node.outbox.record
+
+        async def counted(outcomes: list[dict[str, Any]], worker: str | None = None) -> list[str]:
+            writes.append(len(outcomes))
+            return await record(outcomes, worker)
+
+        node.outbox.record = counted  # type: ignore[method-assign]
+        attempt = {"relay": "r", "smtp_code": 250, "response": "ok", "outcome": "sent",
+                   "started_at": time.time(), "duration_ms": 1.0}
+        recorder = manager._recorder
+        manager.sending = len(batch)  # three sends still talking to the relay
+        adds = [asyncio.create_task(recorder.add(row, lease, {
+            "status": "sent", "sent_at": time.time(), "attempt": attempt})) for row in batch]
+        await asyncio.sleep(0)
+        manager.sending = 0  # their sends ended
+        recorder.changed.set()
+        await asyncio.gather(*adds)
+        node.outbox.record = record  # type: ignore[method-assign]
+        assert (await node.outbox.counts_by_status())["sent"] == 3
+    assert writes == [3]
