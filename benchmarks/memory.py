@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -400,6 +401,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small run")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
+    # A terminated run stops its node processes and drops what it made, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     n = args.n if args.n is not None else (2000 if args.quick else 100_000)
     soak_seconds = args.soak if args.soak is not None else (60.0 if args.quick else 600.0)
     warmup = args.warmup if args.warmup is not None else (15.0 if args.quick else 60.0)

@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -290,6 +291,8 @@ def main() -> None:
                              "counts [2; quick 1]")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
+    # A terminated run stops its node processes and drops what it made, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     n = args.n if args.n is not None else (1500 if args.quick else 6000)
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 2)
     if n < 100:
