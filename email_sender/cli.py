@@ -91,8 +91,8 @@ def serve(
     role: Annotated[str | None, typer.Option(help="node.role: all, api, delivery, vectors")] = None,
     log_level: Annotated[str | None, typer.Option(help="logging.level")] = None,
     workers: Annotated[
-        int, typer.Option(help="API processes sharing server.port (--role api only)")
-    ] = 1,
+        int | None, typer.Option(help="server.workers: API processes sharing server.port")
+    ] = None,
     reuse_port: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run the service: API, delivery and indexing workers, all managers of the role."""
@@ -105,11 +105,14 @@ def serve(
             "metrics.port": metrics_port,
             "node.role": role,
             "logging.level": log_level,
+            "server.workers": workers,
         },
     )
-    check_workers(workers, settings)
-    if workers > 1:
-        sys.exit(serve_workers(settings, workers, config))
+    if reuse_port:  # one of the workers: it serves, whatever server.workers says
+        settings.server.workers = 1
+    check_workers(settings.server.workers, settings)
+    if settings.server.workers > 1:
+        sys.exit(serve_workers(settings, settings.server.workers, config))
     _setup_logging(settings)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_serve(settings, reuse_port=reuse_port))

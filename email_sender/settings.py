@@ -101,6 +101,8 @@ class ServerSettings(Section):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     shutdown_grace: Seconds = 15.0
+    # API processes sharing the port (SO_REUSEPORT); more than one for node.role api only.
+    workers: int = Field(1, ge=1, le=64)
 
 
 class MetricsSettings(Section):
@@ -821,10 +823,16 @@ def load_settings(
         settings = Settings(**values)
         if data_dir is not None:
             settings.data_dir = data_dir
-        for dotted, value in (overrides or {}).items():
-            _assign(settings, dotted, value)
     except PydanticValidationError as exc:
         raise ConfigError([_describe(error) for error in exc.errors()]) from exc
+    for dotted, value in (overrides or {}).items():
+        try:
+            _assign(settings, dotted, value)
+        except PydanticValidationError as exc:
+            # An assignment's error knows only the leaf: name the key whole.
+            parents = tuple(dotted.split(".")[:-1])
+            raise ConfigError([_describe({**error, "loc": (*parents, *error["loc"])})
+                               for error in exc.errors()]) from exc
     return settings
 
 

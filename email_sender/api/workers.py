@@ -37,20 +37,18 @@ KILL_AFTER_SECONDS = 5.0
 
 def check_workers(count: int, settings: Settings) -> None:
     """Several workers: an API node only, and its vectors on a Qdrant server."""
-    if count < 1:
-        raise ConfigError(f"--workers: {count} is not a number of processes (1 or more)")
     if count == 1:
         return
     role = settings.node.role
     if role != "api":
         raise ConfigError(
-            f"--workers: {count} processes serve only --role api (this node's role is {role}); "
-            "run more delivery or vectors nodes instead"
+            f"server.workers: {count} processes serve only --role api (this node's role is "
+            f"{role}); run more delivery or vectors nodes instead"
         )
     if settings.qdrant.url is None:
         raise ConfigError(
-            f"--workers: {count} API workers need a Qdrant server (qdrant.url): the embedded "
-            "Qdrant Edge store opens in one process only, and the workers would search it"
+            f"server.workers: {count} API workers need a Qdrant server (qdrant.url): the "
+            "embedded Qdrant Edge store opens in one process only, and the workers would search it"
         )
 
 

@@ -64,10 +64,10 @@ def test_workers_are_refused_beyond_an_api_node_on_a_qdrant_server(tmp_path: Pat
     args = ["serve", "--data-dir", str(tmp_path / "data"), "--port", "0", "--workers"]
     embedded = run(*args, "2", "--role", "api", env=serve_env())
     assert embedded.returncode == 1
-    assert "--workers: 2 API workers need a Qdrant server (qdrant.url)" in embedded.stderr
+    assert "server.workers: 2 API workers need a Qdrant server (qdrant.url)" in embedded.stderr
     whole = run(*args, "2", "--role", "all", env=serve_env())
     assert whole.returncode == 1
-    assert "--workers: 2 processes serve only --role api" in whole.stderr
+    assert "server.workers: 2 processes serve only --role api" in whole.stderr
     none = run(*args, "0", env=serve_env())
     assert none.returncode == 1
-    assert "--workers: 0 is not a number of processes" in none.stderr
+    assert "server.workers: must be >= 1" in none.stderr

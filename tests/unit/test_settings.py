@@ -55,6 +55,15 @@ def test_every_problem_is_named_with_its_path(tmp_path: Path) -> None:
     assert any(p.startswith("vector_cache.ttl: must be a duration") for p in problems)
 
 
+def test_a_bad_command_line_value_is_named_with_its_whole_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(overrides={"server.workers": 0})
+    assert caught.value.problems == ["server.workers: must be >= 1"]
+    with pytest.raises(ConfigError) as caught:
+        load_settings(overrides={"server.port": 70000})
+    assert caught.value.problems == ["server.port: must be <= 65535"]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
