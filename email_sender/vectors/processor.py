@@ -199,9 +199,11 @@ class VectorProcessor:
         return len(rows)
 
     async def _index(self, store: VectorStore, rows: Sequence[Any]) -> None:
-        vectors = await self.embedder.embed([email_document(row) for row in rows])
-        analysed = await self.qdrant.analyser.analyse_off_loop(
-            [email_words(row) for row in rows], await store.has_sparse(self.collection)
+        # The embedder runs outside the GIL: the word analysis (pure Python) overlaps it.
+        sparse = await store.has_sparse(self.collection)
+        vectors, analysed = await asyncio.gather(
+            self.embedder.embed([email_document(row) for row in rows]),
+            self.qdrant.analyser.analyse_off_loop([email_words(row) for row in rows], sparse),
         )
         points = email_points(rows, vectors, self.embedder.model, analysed)
         await store.upsert(self.collection, points, wait=True)
