@@ -116,6 +116,9 @@ async def ours(work: Path, points: list[Point], dim: int, batch_size: int) -> di
                     raise CountMismatch(f"verify ({label}) found differences: {check.as_dict()}")
             finally:
                 await target.close()
+            print(f"[ours, {label}: migrate {n / migrate_seconds:.0f} points/s "
+                  f"({report.collections[0].method}), verify {n / verify_seconds:.0f} points/s]",
+                  file=sys.stderr, flush=True)
             figures[label] = {
                 "method": report.collections[0].method,
                 "migrate_seconds": migrate_seconds,
