@@ -85,12 +85,6 @@ STAGING_DIR = ".copying"
 COPY_CHUNK = 4 << 20
 INLINE_SEARCH_MAX_POINTS = 10_000
 INLINE_RETRIEVE_MAX_IDS = 100
-# The HNSW beam of a dense search once the graph is built (below the indexing threshold the
-# search is exact). Left unset, the engine searched ~2.5x longer for no recall gain: on 50,000
-# clustered 384-d vectors, ef 64 found 1.000 of the exact top 10 in 0.19 ms (p50) against
-# 0.50 ms unset; ef 32 dropped to 0.99. benchmarks/search.py reports the recall it gives.
-DENSE_HNSW_EF = 64
-DENSE_SEARCH_PARAMS = qe.SearchParams(hnsw_ef=DENSE_HNSW_EF)
 
 _ENGINE_DIMENSION_ERROR = re.compile(r"expected dim: (\d+), got (\d+)")
 
@@ -217,7 +211,6 @@ class EdgeVectorStore:
             query=qe.Query.Nearest(query.tolist()),
             limit=check_limit(limit),
             filter=_edge_filter(parse_filter(filter)),
-            params=DENSE_SEARCH_PARAMS,
             with_payload=True,
             with_vector=False,
         )
