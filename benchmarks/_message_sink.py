@@ -1,6 +1,6 @@
 """An SMTP sink in its own process that counts what it receives and tells duplicates apart, for
 the benchmarks that time a drain up to the last message and must check counts at the receiving
-end (scale-out, memory).
+end (delivery, scale-out, memory).
 
 Every message answered 250 is counted, its ``Message-ID`` kept (a duplicate delivery shows as
 ``received > unique``) and the arrival time of the first and the last noted. ``GET /`` on the
@@ -119,6 +119,10 @@ class MessageSink:
         answer.raise_for_status()
         result: dict[str, Any] = answer.json()
         return result
+
+    def delivered(self) -> int:
+        """Messages received since the sink started."""
+        return int(self.stats()["received"])
 
 
 @contextmanager

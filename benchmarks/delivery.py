@@ -2,7 +2,7 @@
 
 All figures come from one run on this machine, each side sending the same emails (sender,
 recipients, subject, text: ``loadtest.sample_email``) to one local aiosmtpd sink process that
-counts what it accepts (``_delivery_sink.py``). Both sides keep their emails in SQLite (WAL,
+counts what it accepts (``_message_sink.py``). Both sides keep their emails in SQLite (WAL,
 ``synchronous=NORMAL``: our outbox's own pragmas, set on post-office's database too), use
 ``CONNECTIONS`` SMTP connections, delivery batches of ``BATCH_SIZE`` and a ``POLL`` s idle poll.
 Before each timed run, ``WARM_UP`` emails go through the same path on the same side, untimed.
@@ -55,7 +55,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import free_port, ratio_line, row, write_result
-from _delivery_sink import CountingSink, counting_sink
+from _message_sink import MessageSink, message_sink
 
 from email_sender.cli import _loop_factory
 from email_sender.log import setup_logging
@@ -93,7 +93,7 @@ def check(what: str, expected: int, **counts: int) -> None:
         raise CountMismatch(f"{what}: expected {expected}, got {counts}")
 
 
-def wait_for_sink(sink: CountingSink, target: int, alive: Any = None,
+def wait_for_sink(sink: MessageSink, target: int, alive: Any = None,
                   timeout: float = RUN_TIMEOUT) -> float:
     """When (``time.monotonic``) the sink's count reached ``target``: the end of a timed run.
     The same clock for every side, whatever its own records lag behind; polled from outside
@@ -142,8 +142,8 @@ async def sent_count(service: Service) -> int:
     return (await service.outbox.counts_by_status()).get("sent", 0)
 
 
-async def our_drain(n: int, sink: CountingSink, work: Path) -> dict[str, Any]:
-    settings = drain_settings(sink.port, work)
+async def our_drain(n: int, sink: MessageSink, work: Path) -> dict[str, Any]:
+    settings = drain_settings(sink.smtp_port, work)
     setup_logging(level=os.environ.get("BENCH_LOG", "INFO"), log_dir=settings.log_dir, stderr=False)
     # Warm-up: a node delivers WARM_UP emails, then stops; the timed node starts on the same
     # outbox with N emails queued while no node ran.
@@ -180,7 +180,7 @@ async def _at_least(service: Service, count: int) -> bool:
 # --- peers (each in its own process) -------------------------------------------------------------
 
 
-def run_peer(script: str, *args: str, sink: CountingSink | None = None,
+def run_peer(script: str, *args: str, sink: MessageSink | None = None,
              target: int = 0) -> dict[str, Any]:
     """Run a peer script to its end and answer its JSON line; with ``sink``, also note when
     (``sink_reached_at``) the sink's count reached ``target`` while it ran."""
@@ -210,12 +210,12 @@ def run_peer(script: str, *args: str, sink: CountingSink | None = None,
     return result
 
 
-def raw_ceiling(n: int, sink: CountingSink) -> dict[str, Any]:
+def raw_ceiling(n: int, sink: MessageSink) -> dict[str, Any]:
     """The smtplib sweep; each run's counts checked against the sink."""
     runs = {}
     for processes in RAW_PROCESSES:
         before = sink.delivered()
-        result = run_peer("_smtplib_peer.py", "--port", str(sink.port), "--n", str(n),
+        result = run_peer("_smtplib_peer.py", "--port", str(sink.smtp_port), "--n", str(n),
                           "--processes", str(processes), "--sender", SENDER, "--text", TEXT)
         check(f"smtplib, {processes} processes: sent", n, sent=result["sent"])
         check(f"smtplib, {processes} processes: sink (with one warm-up message a process)",
@@ -225,9 +225,9 @@ def raw_ceiling(n: int, sink: CountingSink) -> dict[str, Any]:
     return {"per_s_by_processes": runs, "best_processes": best, "per_s": runs[best]}
 
 
-def post_office(mode: str, n: int, sink: CountingSink, work: Path) -> dict[str, Any]:
+def post_office(mode: str, n: int, sink: MessageSink, work: Path) -> dict[str, Any]:
     before = sink.delivered()
-    result = run_peer("_post_office_peer.py", mode, "--n", str(n), "--port", str(sink.port),
+    result = run_peer("_post_office_peer.py", mode, "--n", str(n), "--port", str(sink.smtp_port),
                       "--work", str(work / f"po-{mode}"), "--connections", str(CONNECTIONS),
                       "--batch-size", str(BATCH_SIZE), "--batch", str(ACCEPT_BATCH),
                       "--warm-up", str(WARM_UP), "--poll", str(POLL), "--sender", SENDER,
@@ -253,10 +253,14 @@ def post_office(mode: str, n: int, sink: CountingSink, work: Path) -> dict[str, 
 class Served:
     """``email-sender serve`` in another process, on its own SQLite outbox."""
 
-    def __init__(self, work: Path, role: str, smtp_port: int) -> None:
+    def __init__(self, work: Path, role: str, smtp_port: int, data: str | None = None) -> None:
         self.port = free_port()
-        self.data = work / f"served-{role}"
+        self.data = work / (data or f"served-{role}")
         self.url = f"http://127.0.0.1:{self.port}"
+        metrics_port = free_port()
+        # A node without the API serves its metrics only, once every other manager has started.
+        self.health = (f"{self.url}/health" if role in ("api", "all")
+                       else f"http://127.0.0.1:{metrics_port}/metrics")
         env = {**os.environ,
                "EMAIL_SENDER__SMTP__RELAYS": json.dumps([{"url": f"smtp://127.0.0.1:{smtp_port}",
                                                           "tls": "none",
@@ -267,7 +271,7 @@ class Served:
                "EMAIL_SENDER__DELIVERY__POLL_INTERVAL": str(POLL)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "email_sender", "serve", "--role", role, "--data-dir",
-             str(self.data), "--port", str(self.port), "--metrics-port", str(free_port())],
+             str(self.data), "--port", str(self.port), "--metrics-port", str(metrics_port)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
@@ -277,7 +281,7 @@ class Served:
             if self.process.poll() is not None:
                 break
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if httpx.get(self.health, timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -299,13 +303,22 @@ class Served:
 
 
 @contextmanager
-def served(work: Path, role: str, smtp_port: int) -> Iterator[Served]:
-    node = Served(work, role, smtp_port)
+def served(work: Path, role: str, smtp_port: int, data: str | None = None) -> Iterator[Served]:
+    node = Served(work, role, smtp_port, data)
     try:
         node.wait_ready()
         yield node
     finally:
         node.stop()
+
+
+@contextmanager
+def served_split(work: Path, smtp_port: int) -> Iterator[list[Served]]:
+    """``serve --role api`` and ``serve --role delivery`` on one SQLite outbox: two processes,
+    as post-office's queueing process and its worker. The API node starts (and migrates) first."""
+    with served(work, "api", smtp_port, "served-split") as api, \
+            served(work, "delivery", smtp_port, "served-split") as delivery:
+        yield [api, delivery]
 
 
 async def post_batches(url: str, first: int, count: int) -> dict[str, Any]:
@@ -345,7 +358,10 @@ async def our_batch_accept(node: Served, n: int) -> dict[str, Any]:
     return result
 
 
-async def our_end_to_end(node: Served, n: int, sink: CountingSink) -> dict[str, Any]:
+async def our_end_to_end(nodes: list[Served], n: int, sink: MessageSink) -> dict[str, Any]:
+    """Batches posted to the first node's API; the nodes (one outbox) deliver them."""
+    node = nodes[0]
+
     async def sent_at_least(count: int) -> bool:
         return node.statuses().get("sent", 0) >= count
 
@@ -368,7 +384,8 @@ async def our_end_to_end(node: Served, n: int, sink: CountingSink) -> dict[str, 
     accepted, finished = await asyncio.gather(
         accept_all(),
         asyncio.to_thread(wait_for_sink, sink, before + n,
-                          alive=lambda: node.process.poll() is None and not stop_waiting.is_set()),
+                          alive=lambda: not stop_waiting.is_set()
+                          and all(one.process.poll() is None for one in nodes)),
     )
     await wait_until("our end to end: outbox records", lambda: sent_at_least(WARM_UP + n),
                      poll=0.1)
@@ -384,7 +401,8 @@ async def our_end_to_end(node: Served, n: int, sink: CountingSink) -> dict[str, 
 
 RATES = ("raw_drain_per_s", "post_office_drain_per_s", "our_drain_per_s",
          "post_office_send_many_per_s", "our_batch_accept_per_s",
-         "post_office_end_to_end_per_s", "our_end_to_end_per_s")
+         "post_office_end_to_end_per_s", "our_end_to_end_per_s",
+         "our_all_in_one_end_to_end_per_s")
 
 
 def measure(n: int, rounds: int) -> dict[str, Any]:
@@ -395,7 +413,7 @@ def measure(n: int, rounds: int) -> dict[str, Any]:
         "accept_batch": ACCEPT_BATCH, "accept_clients": ACCEPT_CLIENTS, "warm_up": WARM_UP,
         "poll_seconds": POLL, "database": "SQLite (WAL, synchronous=NORMAL) on both sides",
     }
-    with tempfile.TemporaryDirectory() as tmp, counting_sink() as sink:
+    with tempfile.TemporaryDirectory() as tmp, message_sink() as sink:
         by_round = [measure_round(n, sink, Path(tmp) / f"round-{k}") for k in range(rounds)]
     for name in RATES:
         figures[name] = max(measured[name] for measured in by_round)
@@ -406,7 +424,7 @@ def measure(n: int, rounds: int) -> dict[str, Any]:
     return figures
 
 
-def measure_round(n: int, sink: CountingSink, work: Path) -> dict[str, Any]:
+def measure_round(n: int, sink: MessageSink, work: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     raw = raw_ceiling(n, sink)
     figures["raw_per_s_by_processes"] = raw["per_s_by_processes"]
@@ -425,7 +443,7 @@ def measure_round(n: int, sink: CountingSink, work: Path) -> dict[str, Any]:
 
     peer = post_office("accept", n, sink, work)
     figures["post_office_send_many_per_s"] = n / peer["seconds"]
-    with served(work, "api", sink.port) as node:
+    with served(work, "api", sink.smtp_port) as node:
         batch = asyncio.run(our_batch_accept(node, n))
     figures["our_batch_accept_per_s"] = n / batch["seconds"]
 
@@ -433,10 +451,14 @@ def measure_round(n: int, sink: CountingSink, work: Path) -> dict[str, Any]:
     figures["post_office_end_to_end_per_s"] = n / peer["seconds"]
     figures["post_office_end_to_end_queue_seconds"] = peer["queue_seconds"]
     figures["post_office_end_to_end_records_seconds"] = peer["records_seconds"]
-    with served(work, "all", sink.port) as node:
-        full = asyncio.run(our_end_to_end(node, n, sink))
-    figures["our_end_to_end_per_s"] = n / full["seconds"]
-    figures["our_end_to_end_accept_seconds"] = full["accept_seconds"]
+    with served_split(work, sink.smtp_port) as nodes:
+        split = asyncio.run(our_end_to_end(nodes, n, sink))
+    figures["our_end_to_end_per_s"] = n / split["seconds"]
+    figures["our_end_to_end_accept_seconds"] = split["accept_seconds"]
+    with served(work, "all", sink.smtp_port) as node:
+        full = asyncio.run(our_end_to_end([node], n, sink))
+    figures["our_all_in_one_end_to_end_per_s"] = n / full["seconds"]
+    figures["our_all_in_one_end_to_end_accept_seconds"] = full["accept_seconds"]
     return figures
 
 
@@ -478,9 +500,16 @@ def rows_of(figures: dict[str, Any]) -> list[dict[str, Any]]:
         judged("end to end", figures["our_end_to_end_per_s"],
                "django-post-office send_many() + concurrent send_queued() loop",
                figures["post_office_end_to_end_per_s"], 2.0,
-               f"{same}; ours: batches of {ACCEPT_BATCH} through the API of serve --role all, "
+               f"{same}; two processes each side: ours, batches of {ACCEPT_BATCH} through the "
+               "API of serve --role api while serve --role delivery sends from the same outbox, "
                "from the first request; post-office: send_many() batches while a worker process "
                f"loops over send_queued() (idle poll {POLL} s), from the first batch; {to_sink}"),
+        row("end to end, one serve --role all process",
+            round(figures["our_all_in_one_end_to_end_per_s"], 1), "emails/s",
+            peer="django-post-office, two processes",
+            peer_value=round(figures["post_office_end_to_end_per_s"], 1),
+            note="the embedded default: accepting, sending and indexing every email (hashing "
+                 "embedder) in one process, against the peer's two; no target"),
     ]
 
 
@@ -512,7 +541,8 @@ def main() -> None:
           " SQLite on both sides")
     for item in rows:
         print(ratio_line(item["figure"], item["ours"], item["peer"], item["peer_value"], "/s",
-                         target=float(item["target"].removeprefix(">= ").removesuffix("x"))))
+                         target=float(item["target"].removeprefix(">= ").removesuffix("x"))
+                         if item["target"] else None))
 
 
 if __name__ == "__main__":
