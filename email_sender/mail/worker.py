@@ -32,6 +32,7 @@ from email_sender.events import EventBus
 from email_sender.mail.lease import Lease
 from email_sender.mail.message import address_of, build_mime
 from email_sender.mail.outbox import Outbox, Status, prepared_from_row
+from email_sender.mail.recorder import Recorder
 from email_sender.mail.retry import Outcome, RetryPolicy
 from email_sender.mail.suppression import SuppressionList, normalise
 from email_sender.mail.transport import Message, SendResult, Transport
@@ -44,14 +45,6 @@ logger = logging.getLogger(__name__)
 
 # A batch holds what the relays can take in this share of the lease.
 CLAIM_SHARE = 0.5
-# Recording an outcome is tried this many times before it is given up (and logged).
-RECORD_TRIES = 5
-# While other sends are in progress, an outcome waits up to this long (or until this many are
-# pending) for theirs to share its transaction: a few large commits cost far less than one per
-# handful of emails. Recording a send already waits for the write in progress; this adds at most
-# that much again to the window in which a crash leaves a sent email to be sent again.
-RECORD_LINGER = 0.02
-RECORD_BATCH = 200
 HOUSEKEEPING_SECONDS = 5.0
 RELAY_CHECK_TIMEOUT = 5.0
 
@@ -104,7 +97,7 @@ class DeliveryManager:
         self.last_error: str | None = None
         self._relay_checked: tuple[float, str | None] = (0.0, None)
         # One for every worker: outcomes that finish together share a transaction.
-        self._recorder = _Recorder(outbox, self)
+        self._recorder = Recorder(outbox, self)
 
     # Manager
 
@@ -240,7 +233,7 @@ class DeliveryManager:
         return not self._stopping.is_set() and lease.holds(email_id)
 
     async def _deliver(
-        self, row: Any, lease: Lease, suppressed: set[str], recorder: _Recorder
+        self, row: Any, lease: Lease, suppressed: set[str], recorder: Recorder
     ) -> None:
         if not self._may_send(lease, row.id):
             await self._give_back(row, lease)
@@ -433,109 +426,3 @@ def _attempt(
         "started_at": started,
         "duration_ms": duration_ms if duration_ms is not None else (time.time() - started) * 1000,
     }
-
-
-class _Recorder:
-    """Writes outcomes as soon as possible; those that arrive during a write, from any worker,
-    share the next."""
-
-    def __init__(self, outbox: Outbox, manager: DeliveryManager) -> None:
-        self.outbox = outbox
-        self.manager = manager
-        self._pending: list[tuple[Any, Lease, dict[str, Any]]] = []
-        self._lock = asyncio.Lock()
-        # Set when an outcome is added or a send ends.
-        self.changed = asyncio.Event()
-
-    async def add(self, row: Any, lease: Lease, outcome: dict[str, Any]) -> None:
-        self._pending.append(
-            (row, lease, {**outcome, "email_id": row.id, "n": row.attempts, "worker": lease.worker})
-        )
-        self.changed.set()
-        await self.flush()
-
-    async def flush(self) -> None:
-        async with self._lock:
-            if not self._pending:
-                return
-            await self._gather()
-            batch, self._pending = self._pending, []
-            recorded = await self._record([outcome for _, _, outcome in batch])
-        for row, lease, outcome in batch:
-            lease.finish(row.id)
-            if recorded is None:
-                continue
-            if row.id not in recorded:
-                self.manager._lease_lost(row.id)
-                continue
-            await self._announce(row, outcome)
-
-    async def _gather(self) -> None:
-        """Wait briefly for the outcomes of sends in progress; at once when there are none."""
-        deadline = asyncio.get_running_loop().time() + RECORD_LINGER
-        while (
-            self.manager.sending
-            and len(self._pending) < RECORD_BATCH
-            and not self.manager._stopping.is_set()
-        ):
-            self.changed.clear()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self.changed.wait()
-            except TimeoutError:
-                return
-
-    async def _record(self, outcomes: list[dict[str, Any]]) -> set[str] | None:
-        """Record, retrying while the database fails; None when it never answered."""
-        delay = 0.1
-        for attempt in range(1, RECORD_TRIES + 1):
-            try:
-                return set(await self.outbox.record(outcomes))
-            except EmailSenderError as exc:
-                if attempt == RECORD_TRIES:
-                    # The lease runs out and the emails are tried again: a sent one may go
-                    # twice, which is why this is an error and not a warning.
-                    logger.error(
-                        "delivery_outcome_unrecorded",
-                        extra={"email_ids": [o["email_id"] for o in outcomes],
-                               "statuses": [o["status"] for o in outcomes], "error": str(exc)},
-                    )
-                    metrics.delivery_outcomes_unrecorded.inc(len(outcomes))
-                    return None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        return None
-
-    async def _announce(self, row: Any, outcome: dict[str, Any]) -> None:
-        status = outcome["status"]
-        attempt = outcome["attempt"]
-        self.manager.counters[status] = self.manager.counters.get(status, 0) + 1
-        relay = attempt["relay"] or "-"
-        reply_class = f"{attempt['smtp_code'] // 100}xx" if attempt["smtp_code"] else "none"
-        metrics.delivery_attempts.labels(relay, status, reply_class).inc()
-        if attempt["relay"]:
-            metrics.delivery_duration.labels(relay).observe(attempt["duration_ms"] / 1000)
-        if status == Status.SENT.value:
-            metrics.delivery_latency.observe(outcome["sent_at"] - row.created_at)
-        elif status == Status.SUPPRESSED.value:
-            metrics.emails_suppressed.inc()
-        log = logger.error if status == Status.FAILED.value else logger.info
-        log(
-            f"email_{status}",
-            extra={
-                "email_id": row.id,
-                "relay": attempt["relay"],
-                "code": attempt["smtp_code"],
-                "attempt": row.attempts,
-                "error": outcome.get("last_error"),
-                "duration_ms": round(attempt["duration_ms"], 2),
-            },
-        )
-        await self.manager.bus.publish(
-            f"email.{status}",
-            id=row.id,
-            message_id=row.message_id,
-            attempt=row.attempts,
-            relay=attempt["relay"],
-            code=attempt["smtp_code"],
-        )
