@@ -24,6 +24,18 @@ def free_port() -> int:
         return port
 
 
+def stop(process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """Terminate ``process`` and wait for it; killed if it outlives ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 @contextmanager
 def smtp_sink() -> Iterator[int]:
     """An aiosmtpd sink (discards every message) in its own process; yields its port."""
@@ -43,8 +55,7 @@ def smtp_sink() -> Iterator[int]:
                 time.sleep(0.1)
         yield port
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process, timeout=10)
 
 
 def ratio_line(label: str, ours: float, peer_label: str, peer: float, unit: str,

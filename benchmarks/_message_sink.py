@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from _common import free_port, stop
 
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
 START_TIMEOUT = 20.0
@@ -100,13 +101,6 @@ def _main() -> None:
 # --- the benchmark's side ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class MessageSink:
     smtp_port: int
@@ -128,7 +122,7 @@ class MessageSink:
 @contextmanager
 def message_sink() -> Iterator[MessageSink]:
     """Start the sink in its own process; yield it once it answers; stop it on the way out."""
-    smtp_port, http_port = _free_port(), _free_port()
+    smtp_port, http_port = free_port(), free_port()
     # A file, not a pipe: a pipe nobody reads would stall the sink once full.
     errors = tempfile.TemporaryFile()
     process = subprocess.Popen([sys.executable, __file__, str(smtp_port), str(http_port)],
@@ -153,12 +147,7 @@ def message_sink() -> Iterator[MessageSink]:
                 time.sleep(0.1)
         yield sink
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process, timeout=10)
         errors.close()
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from _common import stop
 
 CLI = Path(sys.executable).parent / "email-sender"
 # "email-sender 1.2.3 (delivery), metrics on :8081, data in ..." once every manager has started.
@@ -92,13 +93,7 @@ def serve(config: Path, *, role: str, data_dir: Path, port: int | None = None,
             time.sleep(0.1)
         yield node
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop(process)
 
 
 def _tail(log: Path, chars: int = 2000) -> str:

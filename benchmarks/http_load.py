@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import free_port, ratio_line, row, write_result
+from _common import free_port, ratio_line, row, stop, write_result
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -77,12 +77,7 @@ def running(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]
         wait_up(url, process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 class CountMismatch(SystemExit):
