@@ -9,7 +9,8 @@ from sqlalchemy import event
 
 from email_sender.api.app import create_metrics_app
 from email_sender.modes import Mode
-from email_sender.service import Service
+from email_sender.service import HEALTH_MAX_AGE, Service
+from tests.conftest import wait_for
 
 
 def _count_mode_reads(service: Service) -> list[str]:
@@ -71,7 +72,13 @@ async def test_manager_state_gauges_follow_health_when_a_manager_fails(
         await service.db.stop()
         service.db.url = "sqlite+aiosqlite:////dev/null/cannot/be.db"
         service._probed_at = -1.0  # the next /health probes afresh
-        assert (await client.get("/health")).status_code == 503
+
+        async def unhealthy() -> bool:
+            return (await client.get("/health")).status_code == 503
+
+        # A heartbeat's round that began before the stop may still answer for up to
+        # HEALTH_MAX_AGE; the next round sees the failure.
+        await wait_for(unhealthy, timeout=HEALTH_MAX_AGE + 5)
         text = (await metrics.get("/metrics")).text
         assert _gauge(text, "database", "running") == 0.0
         assert _gauge(text, "database", "failed") == 1.0
