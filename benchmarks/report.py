@@ -40,8 +40,11 @@ def number(value: float | None) -> str:
     return f"{value:.2f}"
 
 
-def verdict(met: bool | None) -> str:
-    return {True: "met", False: "**not met**", None: ""}[met]
+def verdict(row: dict[str, Any]) -> str:
+    """Met, not met, or, for a target this run could not judge (see the row), not judged."""
+    if row.get("met") is None:
+        return "not judged" if row.get("target") else ""
+    return "met" if row["met"] else "**not met**"
 
 
 def table(rows: list[dict[str, Any]], *, with_benchmark: bool = False) -> list[str]:
@@ -52,18 +55,23 @@ def table(rows: list[dict[str, Any]], *, with_benchmark: bool = False) -> list[s
     for row in rows:
         unit = f" {row['unit']}" if row["unit"] else ""
         cells = [
-            row["figure"] + (f" ({row['note']})" if row.get("note") else ""),
+            row["figure"],
             number(row["ours"]) + unit,
             row.get("peer") or "",
             number(row.get("peer_value")) + (unit if row.get("peer_value") is not None else ""),
             f"{row['ratio']:.2f}x" if row.get("ratio") is not None else "",
             row.get("target") or "",
-            verdict(row.get("met")),
+            verdict(row),
         ]
         if with_benchmark:
             cells.insert(0, row["benchmark"])
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return lines
+
+
+def notes(rows: list[dict[str, Any]]) -> list[str]:
+    """What each row's figures are exactly, below its table."""
+    return [f"- **{row['figure']}**: {row['note']}" for row in rows if row.get("note")]
 
 
 def provenance(result: dict[str, Any]) -> str:
@@ -85,7 +93,8 @@ def block(name: str, results: dict[str, dict[str, Any]]) -> str:
     if name not in results:
         return f"No result file `benchmarks/results/{name}.json` yet.\n"
     result = results[name]
-    lines = table(result.get("rows", [])) if result.get("rows") else []
+    rows = result.get("rows", [])
+    lines = [*table(rows), *(["", *notes(rows)] if notes(rows) else [])] if rows else []
     if result.get("details"):
         lines += ["", result["details"].strip()] if lines else [result["details"].strip()]
     return "\n".join([*lines, "", provenance(result)]) + "\n"

@@ -523,6 +523,10 @@ def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
     overhead = api_text["p95_ms"] / raw_hybrid["p95_ms"]
     edge_ratio = edge["p95_ms"] / hnsw["p95_ms"]
     indexing_ratio = result["indexing"]["per_second"] / result["embedder_batch_per_second"]
+    # The peer is compared at Edge's recall; when no efSearch reaches it, at its highest, and
+    # the bar (set at equal recall) is not judged.
+    equal = result["faiss_hnsw_reaches_edge_recall"]
+    at_recall = "at equal recall" if equal else "at its highest recall (lower than Edge's)"
     recall_note = (
         f"recall@10: Edge {result['edge_recall_at_10']:.3f}, FAISS {hnsw['recall_at_10']:.3f} "
         f"at efSearch {hnsw['ef_search']}"
@@ -552,11 +556,12 @@ def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
         row("API vector search p95 (ms)", result["api_vector_search"]["p95_ms"], "ms",
             peer="raw Edge vector query p95", peer_value=edge["p95_ms"]),
         row("raw Edge vector query p95 (ms)", edge["p95_ms"], "ms",
-            peer="FAISS IndexHNSWFlat p95 at equal recall", peer_value=hnsw["p95_ms"],
-            target="<= 1.5x the HNSW peer at equal recall", met=edge_ratio <= 1.5,
-            note=recall_note),
+            peer=f"FAISS IndexHNSWFlat p95 {at_recall}", peer_value=hnsw["p95_ms"],
+            target="<= 1.5x the HNSW peer at equal recall"
+            + ("" if equal else ": the peer never reaches Edge's recall here"),
+            met=edge_ratio <= 1.5 if equal else None, note=recall_note),
         row("raw Edge vector query p50 (ms)", edge["p50_ms"], "ms",
-            peer="FAISS IndexHNSWFlat p50 at equal recall", peer_value=hnsw["p50_ms"]),
+            peer=f"FAISS IndexHNSWFlat p50 {at_recall}", peer_value=hnsw["p50_ms"]),
         row("Edge recall@10", result["edge_recall_at_10"], "",
             peer=f"FAISS HNSW recall@10 at efSearch {hnsw['ef_search']}",
             peer_value=hnsw["recall_at_10"]),

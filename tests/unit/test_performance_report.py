@@ -39,7 +39,7 @@ def result(name: str, rows: list[dict[str, Any]], details: str | None = None) ->
 def drain_row(ours: float, met: bool) -> dict[str, Any]:
     return {"figure": "drain", "ours": ours, "unit": "emails/s", "peer": "post-office",
             "peer_value": 1000.0, "ratio": ours / 1000.0, "target": ">= 1.0x", "met": met,
-            "note": None}
+            "note": "N = 3,000, 4 connections"}
 
 
 def write(folder: Path, *results: dict[str, Any]) -> Path:
@@ -64,17 +64,22 @@ def test_the_tables_come_from_the_result_files_and_the_prose_stays(tmp_path: Pat
     assert "| http |" not in rendered
     assert "No result file `benchmarks/results/memory.json` yet." in rendered
     assert "Measured at commit `abc1234` on 2 CPUs" in rendered
+    # A row's note is said under its section's table, not in the summary.
+    assert rendered.count("- **drain**: N = 3,000, 4 connections") == 1
     # Rendering what was rendered changes nothing.
     assert report.render(rendered, report.load(folder)) == rendered
 
 
 def test_a_miss_is_shown_as_not_met_and_details_follow_the_table(tmp_path: Path) -> None:
+    unjudged = {**drain_row(1100.0, True), "figure": "drain, other peer", "met": None}
     folder = write(tmp_path / "results",
-                   result("delivery", [drain_row(900.0, False)], details="| a | b |\n|---|---|"))
+                   result("delivery", [drain_row(900.0, False), unjudged],
+                          details="| a | b |\n|---|---|"))
 
     rendered = report.render(DOC, report.load(folder))
 
     assert "| 0.90x | >= 1.0x | **not met** |" in rendered
+    assert "| 1.10x | >= 1.0x | not judged |" in rendered
     assert rendered.index("**not met**") < rendered.index("| a | b |")
 
 
