@@ -187,8 +187,12 @@ async def test_a_reply_appended_to_the_mailbox_is_read_once_and_threaded(
             items = (await api.get("/api/v1/inbound")).json()["items"]
             return len(items) == 1 and items[0]["email_id"] == email["id"]
 
+        async def replied() -> bool:
+            return (await api.get(f"/api/v1/emails/{email['id']}")).json()["status"] == "replied"
+
         await wait_for(threaded, timeout=30)
-        assert (await api.get(f"/api/v1/emails/{email['id']}")).json()["status"] == "replied"
+        # The reply is kept first, then acted on: the email turns replied just after.
+        await wait_for(replied, timeout=10)
         item = (await api.get("/api/v1/inbound")).json()["items"][0]
         assert (item["via"], item["kind"]) == ("imap", "reply")
         manager = node.get("inbound")
