@@ -313,11 +313,16 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path, args: list[str], expec
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-async def test_sparse_vectors_migrate_through_every_store_and_verify(tmp_path: Path) -> None:
-    analyser = TextAnalyser(["fr", "en"])
-    points = email_points(300, seed=11)
+def with_words(points: list[Point], analyser: TextAnalyser) -> list[Point]:
+    """The points, each with the sparse vector of its subject and its own number."""
     for n, point in enumerate(points):
         point.sparse = analyser.document(point.payload["subject"] + f" Quimperlé {n}", "fr")
+    return points
+
+
+async def test_sparse_vectors_migrate_through_every_store_and_verify(tmp_path: Path) -> None:
+    analyser = TextAnalyser(["fr", "en"])
+    points = with_words(email_points(300, seed=11), analyser)
     source = EdgeVectorStore(tmp_path / "a")
     await source.ensure_collection("emails", DIM, "Cosine", INDEXES, sparse=True)
     await source.upsert("emails", points)
@@ -358,9 +363,7 @@ async def test_sparse_vectors_migrate_through_every_store_and_verify(tmp_path: P
 
 async def test_edge_to_a_new_edge_collection_copies_the_shard_files(tmp_path: Path) -> None:
     analyser = TextAnalyser(["fr", "en"])
-    points = email_points(500, seed=12)
-    for n, point in enumerate(points):
-        point.sparse = analyser.document(point.payload["subject"] + f" Quimperlé {n}", "fr")
+    points = with_words(email_points(500, seed=12), analyser)
     source = EdgeVectorStore(tmp_path / "a")
     await source.ensure_collection("emails", DIM, "Cosine", INDEXES, sparse=True)
     await source.upsert("emails", points[:400])
